@@ -1,0 +1,38 @@
+//! Offline datasets for goal-conditioned training, and the MQE batch sampler.
+//!
+//! What it is for:
+//! - [`Dataset`]: observations (state vectors or HWC u8 frames), actions and episode structure,
+//!   independent of where the data came from, with a [`DataSummary`] for checkpoints.
+//! - [`ogbench`]: reading OGBench `.npz` files (and their `-val.npz` companions).
+//! - [`sampler`]: the batch sampling of mqe.md section 2 (transitions, geometric value goals,
+//!   waypoints, one-step override, actor goals, random crop), seeded and reproducible, into
+//!   preallocated buffers that are reused across steps.
+//!
+//! What it is not for: tensors and devices. It depends on no tensor library; the trainer turns the
+//! plain `Vec`s of a [`BatchBuffers`] into tensors (and scales pixels by 1/255).
+//!
+//! ```no_run
+//! use bridge_data::{ogbench, Sampler, SamplerConfig};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let split = ogbench::load_with_val("pointmaze-medium-stitch-v0.npz".as_ref())?;
+//! println!("{:?}", split.train.summary());
+//! let mut sampler = Sampler::new(SamplerConfig::ogbench_stitch(), 0)?;
+//! let mut batch = sampler.buffers(&split.train);
+//! for _step in 0..10 {
+//!     sampler.sample(&split.train, &mut batch)?; // no allocation
+//!     let states = batch.state().ok_or("expected state observations")?;
+//!     let (_s, _g, _k) = (&states.obs, &states.goal, &batch.indices().waypoint_offset);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod dataset;
+pub mod ogbench;
+pub mod sampler;
+
+pub use dataset::{DataSummary, Dataset, DatasetError, Obs, ObsKind};
+pub use sampler::{
+    BatchBuffers, IndexBatch, ObsBuffers, RoleBuffers, Sampler, SamplerConfig, SamplerError,
+    sample_geometric,
+};

@@ -1,0 +1,223 @@
+//! From `bridge-data` (candle-free) to `mqe`: observation kinds, the action normalisation of
+//! mqe.md section 6, and sampler buffers -> [`mqe::Batch`] tensors.
+
+use bridge_data::{Dataset, Obs};
+use bridge_data::{BatchBuffers, ObsBuffers, SamplerConfig};
+use candle_core::{Device, Tensor};
+use mqe::{ActionNorm, Batch, ObsKind, TrainConfig};
+
+/// Why a dataset cannot be trained on as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Images that are not square (the encoders take `size_px` x `size_px`).
+    #[error("images are {height}x{width}; the pixel encoders need square images")]
+    NotSquare { height: usize, width: usize },
+    /// A tensor could not be built from the buffers.
+    #[error("building batch tensors: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// The model's observation kind for `dataset`.
+pub fn obs_kind(dataset: &Dataset) -> Result<ObsKind, DataError> {
+    match dataset.obs() {
+        Obs::State { dim, .. } => Ok(ObsKind::State { dim: *dim }),
+        Obs::Pixels {
+            height,
+            width,
+            channels,
+            ..
+        } if height == width => Ok(ObsKind::Pixels {
+            size_px: *height,
+            channels: *channels,
+        }),
+        Obs::Pixels { height, width, .. } => Err(DataError::NotSquare {
+            height: *height,
+            width: *width,
+        }),
+    }
+}
+
+/// The sampler settings of a training configuration.
+pub fn sampler_config(train: &TrainConfig) -> SamplerConfig {
+    SamplerConfig {
+        batch_size: train.batch_size,
+        gamma: train.gamma,
+        lambda: train.waypoint_lambda,
+        one_step_prob: train.one_step_prob,
+        random_goal_share: train.actor_random_goal_share,
+        crop_pad_px: train.crop_pad_px,
+        crop_prob: train.crop_prob,
+    }
+}
+
+/// Lower and upper percentiles of the action map (mqe.md section 6).
+const NORM_PERCENTILES: (f64, f64) = (0.01, 0.99);
+
+/// Identity when every action already lies in [-1, 1]; otherwise, per dimension, the map from
+/// the 1st..99th percentile range to [-1, 1]. A dimension whose percentiles coincide (a
+/// constant, or almost constant, action) gets a unit half-width around that value, so the map
+/// stays invertible.
+pub fn action_norm_for(dataset: &Dataset) -> ActionNorm {
+    let dim = dataset.action_dim();
+    let actions = dataset.actions();
+    if actions.iter().all(|a| (-1.0..=1.0).contains(a)) {
+        return ActionNorm::identity(dim);
+    }
+    let (mut low, mut high) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
+    for d in 0..dim {
+        let mut column: Vec<f32> = actions
+            .iter()
+            .skip(d)
+            .step_by(dim)
+            .copied()
+            .filter(|a| a.is_finite())
+            .collect();
+        column.sort_by(f32::total_cmp);
+        let (lo, hi) = (
+            percentile(&column, NORM_PERCENTILES.0),
+            percentile(&column, NORM_PERCENTILES.1),
+        );
+        if hi - lo > 1e-6 {
+            low.push(lo);
+            high.push(hi);
+        } else {
+            low.push(lo - 1.0);
+            high.push(lo + 1.0);
+        }
+    }
+    ActionNorm { low, high }
+}
+
+/// Linear-interpolated percentile of sorted values (numpy's default); 0 for no values.
+fn percentile(sorted: &[f32], q: f64) -> f32 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let frac = (pos - pos.floor()) as f32;
+    sorted[lo] + frac * (sorted[hi] - sorted[lo])
+}
+
+/// Turns sampler buffers into [`Batch`] tensors, normalising actions on the way. Holds scratch
+/// space so a step allocates only the tensors themselves.
+#[derive(Debug)]
+pub struct BatchConverter {
+    device: Device,
+    norm: ActionNorm,
+    actions: Vec<f32>,
+    offsets: Vec<f32>,
+}
+
+impl BatchConverter {
+    /// A converter onto `device` with the model's action map.
+    pub fn new(device: &Device, norm: ActionNorm) -> Self {
+        Self {
+            device: device.clone(),
+            norm,
+            actions: Vec::new(),
+            offsets: Vec::new(),
+        }
+    }
+
+    /// The batch in `buffers`. Actions are mapped to [-1, 1] and clipped there: the policy's
+    /// output lives in that box, and data beyond the 1st..99th percentiles are outliers.
+    pub fn convert(&mut self, buffers: &BatchBuffers) -> Result<Batch, DataError> {
+        let b = buffers.batch_size();
+        let dim = buffers.action_dim();
+        self.actions.clear();
+        for action in buffers.actions().chunks_exact(dim) {
+            self.actions.extend(
+                action
+                    .iter()
+                    .zip(self.norm.low.iter().zip(&self.norm.high))
+                    .map(|(a, (lo, hi))| (2.0 * (a - lo) / (hi - lo) - 1.0).clamp(-1.0, 1.0)),
+            );
+        }
+        self.offsets.clear();
+        self.offsets.extend(buffers.indices().waypoint_offset.iter().map(|&k| k as f32));
+        let mut shape = vec![b];
+        shape.extend_from_slice(buffers.obs_shape());
+        let dev = &self.device;
+        let (obs, next_obs, goal, waypoint, actor_goal) = match buffers.obs() {
+            ObsBuffers::State(r) => (
+                Tensor::from_slice(&r.obs, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.next, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.goal, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.waypoint, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.actor_goal, shape.as_slice(), dev)?,
+            ),
+            ObsBuffers::Pixels(r) => (
+                Tensor::from_slice(&r.obs, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.next, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.goal, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.waypoint, shape.as_slice(), dev)?,
+                Tensor::from_slice(&r.actor_goal, shape.as_slice(), dev)?,
+            ),
+        };
+        Ok(Batch {
+            obs,
+            next_obs,
+            goal,
+            waypoint,
+            waypoint_offset: Tensor::from_slice(&self.offsets, b, dev)?,
+            actor_goal,
+            action: Tensor::from_slice(&self.actions, (b, dim), dev)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_data::Sampler;
+
+    fn dataset(actions: Vec<f32>, action_dim: usize) -> Dataset {
+        let rows = actions.len() / action_dim;
+        let obs = Obs::State {
+            data: (0..rows).map(|i| i as f32).collect(),
+            dim: 1,
+        };
+        Dataset::from_episode_lengths(obs, actions, action_dim, &[rows]).unwrap()
+    }
+
+    #[test]
+    fn actions_in_the_box_keep_the_identity() {
+        let data = dataset(vec![-1.0, 0.5, 1.0, 0.0], 2);
+        assert_eq!(action_norm_for(&data), ActionNorm::identity(2));
+    }
+
+    #[test]
+    fn wide_actions_map_their_percentiles_and_constants_stay_invertible() {
+        // Dimension 0 spans 0..=100 (1st percentile 1, 99th 99); dimension 1 is constant 5.
+        let actions: Vec<f32> = (0..=100).flat_map(|i| [i as f32, 5.0]).collect();
+        let norm = action_norm_for(&dataset(actions, 2));
+        assert!((norm.low[0] - 1.0).abs() < 1e-4 && (norm.high[0] - 99.0).abs() < 1e-4);
+        assert_eq!((norm.low[1], norm.high[1]), (4.0, 6.0));
+        norm.validate().unwrap();
+    }
+
+    #[test]
+    fn converted_batches_have_model_shapes_and_normalised_actions() {
+        let actions: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        let data = dataset(actions, 2);
+        let norm = action_norm_for(&data);
+        let config = SamplerConfig {
+            batch_size: 8,
+            ..SamplerConfig::default()
+        };
+        let mut sampler = Sampler::new(config, 3).unwrap();
+        let mut buffers = sampler.buffers(&data);
+        sampler.sample(&data, &mut buffers).unwrap();
+        let batch = BatchConverter::new(&Device::Cpu, norm.clone())
+            .convert(&buffers)
+            .unwrap();
+        assert_eq!(batch.obs.dims(), &[8, 1]);
+        assert_eq!(batch.action.dims(), &[8, 2]);
+        assert_eq!(batch.waypoint_offset.dims(), &[8]);
+        let got: Vec<f32> = batch.action.flatten_all().unwrap().to_vec1().unwrap();
+        let want = norm.normalise(&buffers.actions()[..2]).unwrap();
+        assert!((got[0] - want[0].clamp(-1.0, 1.0)).abs() < 1e-6);
+        assert!(got.iter().all(|a| (-1.0..=1.0).contains(a)));
+    }
+}

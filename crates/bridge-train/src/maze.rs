@@ -1,0 +1,333 @@
+//! A small point-mass maze where reaching far goals needs stitching.
+//!
+//! The layout is a U: the start and the goal sit at the bottom of the two arms, a wall between
+//! them. Training data are short noisy segments, each going from one free cell to an adjacent one,
+//! so no segment ever goes from start to goal in one piece: a goal-conditioned behaviour cloner
+//! has never seen (start, far goal) pairs, while a quasimetric can chain the segments through the
+//! triangle inequality. This is the learning test of the MQE core, and a quick sanity task for
+//! `bridge-train` on a laptop.
+
+use bridge_data::{Dataset, DatasetError, Obs};
+use candle_core::Tensor;
+use mqe::{Agent, MqeError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Metres moved per step at full action.
+pub const STEP_SIZE_M: f32 = 0.2;
+/// Distance to the goal that counts as reached.
+pub const SUCCESS_RADIUS_M: f32 = 0.3;
+
+/// `#` wall, `.` free. One cell is 1 m; cell (row, col) spans [col, col+1] x [row, row+1].
+const LAYOUT: [&str; 5] = ["#####", "#...#", "#.#.#", "#.#.#", "#####"];
+
+/// The U-maze.
+#[derive(Debug, Clone)]
+pub struct Maze {
+    walls: Vec<Vec<bool>>,
+}
+
+/// One evaluation task: start and goal positions, metres.
+#[derive(Debug, Clone, Copy)]
+pub struct Task {
+    pub start_m: [f32; 2],
+    pub goal_m: [f32; 2],
+}
+
+/// Trajectory segments for training: row-major observations (x, y) and actions, with episode ends.
+#[derive(Debug, Clone, Default)]
+pub struct Segments {
+    pub observations: Vec<f32>,
+    pub actions: Vec<f32>,
+    /// Per row: 1 on the last row of each segment (that row has no next observation).
+    pub terminals: Vec<u8>,
+}
+
+impl Default for Maze {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Maze {
+    pub fn new() -> Maze {
+        let walls = LAYOUT.iter().map(|row| row.chars().map(|c| c == '#').collect()).collect();
+        Maze { walls }
+    }
+
+    /// Whether the point `p` (metres) lies inside a wall or outside the maze.
+    pub fn blocked(&self, p: [f32; 2]) -> bool {
+        let (col, row) = (p[0].floor(), p[1].floor());
+        if col < 0.0 || row < 0.0 {
+            return true;
+        }
+        let cell = self.walls.get(row as usize).and_then(|r| r.get(col as usize));
+        cell.copied().unwrap_or(true)
+    }
+
+    /// Free cells as (row, col).
+    pub fn free_cells(&self) -> Vec<(usize, usize)> {
+        let mut cells = Vec::new();
+        for (row, line) in self.walls.iter().enumerate() {
+            for (col, wall) in line.iter().enumerate() {
+                if !wall {
+                    cells.push((row, col));
+                }
+            }
+        }
+        cells
+    }
+
+    /// Centre of cell (row, col), metres.
+    pub fn cell_center_m(cell: (usize, usize)) -> [f32; 2] {
+        [cell.1 as f32 + 0.5, cell.0 as f32 + 0.5]
+    }
+
+    /// One step: the action is clipped to [-1, 1]; a move into a wall is cancelled per axis.
+    pub fn step(&self, p: [f32; 2], action: [f32; 2]) -> [f32; 2] {
+        let mut next = p;
+        for axis in 0..2 {
+            let mut trial = next;
+            trial[axis] += STEP_SIZE_M * action[axis].clamp(-1.0, 1.0);
+            if !self.blocked(trial) {
+                next = trial;
+            }
+        }
+        next
+    }
+
+    /// The far task: bottom of the left arm to the bottom of the right arm (6 cell moves around
+    /// the wall, about 30 steps at full speed).
+    pub fn far_task() -> Task {
+        Task {
+            start_m: Self::cell_center_m((3, 1)),
+            goal_m: Self::cell_center_m((3, 3)),
+        }
+    }
+
+    /// The far task in both directions (left arm to right arm, and back).
+    pub fn far_tasks() -> [Task; 2] {
+        let there = Self::far_task();
+        let back = Task {
+            start_m: there.goal_m,
+            goal_m: there.start_m,
+        };
+        [there, back]
+    }
+
+    /// Noisy scripted segments between adjacent free cells, `steps` observations each.
+    pub fn segments(&self, count: usize, steps: usize, noise: f32, seed: u64) -> Segments {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let cells = self.free_cells();
+        let mut out = Segments::default();
+        for _ in 0..count {
+            let from = cells[rng.random_range(0..cells.len())];
+            let neighbours: Vec<_> = cells
+                .iter()
+                .copied()
+                .filter(|c| c.0.abs_diff(from.0) + c.1.abs_diff(from.1) == 1)
+                .collect();
+            let to = neighbours[rng.random_range(0..neighbours.len())];
+            let jitter = |rng: &mut StdRng| rng.random_range(-0.25..0.25);
+            let mut p = Self::cell_center_m(from);
+            p = [p[0] + jitter(&mut rng), p[1] + jitter(&mut rng)];
+            let target = Self::cell_center_m(to);
+            for t in 0..steps {
+                let toward = [target[0] - p[0], target[1] - p[1]];
+                let norm = (toward[0] * toward[0] + toward[1] * toward[1]).sqrt().max(1e-6);
+                let gain = (norm / STEP_SIZE_M).min(1.0) / norm;
+                let action = [
+                    (toward[0] * gain + noise * rng.random_range(-1.0..1.0)).clamp(-1.0, 1.0),
+                    (toward[1] * gain + noise * rng.random_range(-1.0..1.0)).clamp(-1.0, 1.0),
+                ];
+                out.observations.extend_from_slice(&p);
+                let last = t + 1 == steps;
+                out.actions.extend_from_slice(&action);
+                out.terminals.push(u8::from(last));
+                p = self.step(p, action);
+            }
+        }
+        out
+    }
+
+    /// Runs every task at once, `policy(positions, goals) -> actions` answering for all of them
+    /// each step (one batched forward pass instead of one per task); a task stops moving when it
+    /// reaches its goal. Returns which tasks reached their goal within `max_steps`.
+    pub fn rollout_batch(
+        &self,
+        tasks: &[Task],
+        max_steps: usize,
+        mut policy: impl FnMut(&[[f32; 2]], &[[f32; 2]]) -> Vec<[f32; 2]>,
+    ) -> Vec<bool> {
+        let mut positions: Vec<[f32; 2]> = tasks.iter().map(|t| t.start_m).collect();
+        let goals: Vec<[f32; 2]> = tasks.iter().map(|t| t.goal_m).collect();
+        let mut reached = vec![false; tasks.len()];
+        for _ in 0..max_steps {
+            if reached.iter().all(|&r| r) {
+                break;
+            }
+            let actions = policy(&positions, &goals);
+            for (i, action) in actions.into_iter().enumerate().take(tasks.len()) {
+                if reached[i] {
+                    continue;
+                }
+                positions[i] = self.step(positions[i], action);
+                reached[i] = distance_m(positions[i], goals[i]) < SUCCESS_RADIUS_M;
+            }
+        }
+        reached
+    }
+
+    /// Runs `policy(obs, goal) -> action` from the task's start for at most `max_steps`; returns
+    /// whether the goal was reached.
+    pub fn rollout(&self, task: Task, max_steps: usize, mut policy: impl FnMut([f32; 2], [f32; 2]) -> [f32; 2]) -> bool {
+        let mut p = task.start_m;
+        for _ in 0..max_steps {
+            p = self.step(p, policy(p, task.goal_m));
+            if distance_m(p, task.goal_m) < SUCCESS_RADIUS_M {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Task {
+    /// The same task with the start moved by up to `radius_m` on each axis (seeded).
+    pub fn jittered(self, radius_m: f32, rng: &mut StdRng) -> Task {
+        let mut start_m = self.start_m;
+        for c in &mut start_m {
+            *c += rng.random_range(-radius_m..=radius_m);
+        }
+        Task { start_m, ..self }
+    }
+}
+
+impl Segments {
+    /// The segments as a training dataset (one episode per segment).
+    pub fn to_dataset(&self) -> Result<Dataset, DatasetError> {
+        let terminals: Vec<bool> = self.terminals.iter().map(|&t| t != 0).collect();
+        let obs = Obs::State {
+            data: self.observations.clone(),
+            dim: 2,
+        };
+        Dataset::new(obs, self.actions.clone(), 2, &terminals)
+    }
+}
+
+/// Success rate of `agent`'s deployment action on `tasks`: `rollouts_per_task` rollouts each,
+/// from starts jittered by up to `jitter_m` (seeded), all run as one batch.
+pub fn success_rate(
+    maze: &Maze,
+    agent: &Agent,
+    tasks: &[Task],
+    rollouts_per_task: usize,
+    jitter_m: f32,
+    max_steps: usize,
+    seed: u64,
+) -> Result<f64, MqeError> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let runs: Vec<Task> = tasks
+        .iter()
+        .flat_map(|&t| std::iter::repeat_n(t, rollouts_per_task))
+        .map(|t| t.jittered(jitter_m, &mut rng))
+        .collect();
+    let mut failure = None;
+    let reached = maze.rollout_batch(&runs, max_steps, |positions, goals| {
+        match act_batch(agent, positions, goals) {
+            Ok(actions) => actions,
+            Err(e) => {
+                failure.get_or_insert(e);
+                vec![[0.0; 2]; positions.len()]
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(reached.iter().filter(|&&r| r).count() as f64 / runs.len().max(1) as f64)
+}
+
+/// The agent's actions, in the maze's units, for a batch of positions and goals.
+fn act_batch(agent: &Agent, positions: &[[f32; 2]], goals: &[[f32; 2]]) -> Result<Vec<[f32; 2]>, MqeError> {
+    let dev = agent.device();
+    let n = positions.len();
+    let obs = Tensor::from_slice(positions.as_flattened(), (n, 2), dev)?;
+    let goal = Tensor::from_slice(goals.as_flattened(), (n, 2), dev)?;
+    let actions: Vec<f32> = agent.act(&obs, &goal)?.flatten_all()?.to_vec1()?;
+    actions
+        .chunks_exact(2)
+        .map(|a| agent.action_norm().denormalise(a).map(|v| [v[0], v[1]]))
+        .collect()
+}
+
+fn distance_m(a: [f32; 2], b: [f32; 2]) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walls_block_the_direct_path() {
+        let maze = Maze::new();
+        let task = Maze::far_task();
+        // Pushing straight right from the start never crosses the wall.
+        assert!(!maze.rollout(task, 100, |_, _| [1.0, 0.0]));
+    }
+
+    #[test]
+    fn the_far_task_is_solvable_around_the_wall() {
+        let maze = Maze::new();
+        let task = Maze::far_task();
+        let waypoints = [Maze::cell_center_m((1, 1)), Maze::cell_center_m((1, 3)), task.goal_m];
+        let mut next = 0;
+        let reached = maze.rollout(task, 200, |p, _| {
+            if distance_m(p, waypoints[next]) < 0.1 && next + 1 < waypoints.len() {
+                next += 1;
+            }
+            let w = waypoints[next];
+            [(w[0] - p[0]) / STEP_SIZE_M, (w[1] - p[1]) / STEP_SIZE_M]
+        });
+        assert!(reached);
+    }
+
+    #[test]
+    fn batched_rollouts_agree_with_single_ones() {
+        let maze = Maze::new();
+        let [there, back] = Maze::far_tasks();
+        let near = Task {
+            start_m: Maze::cell_center_m((1, 1)),
+            goal_m: Maze::cell_center_m((1, 2)),
+        };
+        let go_right = |p: &[[f32; 2]], _: &[[f32; 2]]| vec![[1.0, 0.0]; p.len()];
+        assert_eq!(maze.rollout_batch(&[there, near, back], 50, go_right), [false, true, false]);
+        assert!(maze.rollout(near, 50, |_, _| [1.0, 0.0]));
+    }
+
+    #[test]
+    fn segments_become_one_episode_each() {
+        let data = Maze::new().segments(30, 8, 0.2, 1).to_dataset().unwrap();
+        assert_eq!((data.len(), data.num_episodes()), (240, 30));
+        assert_eq!(data.transition_rows().len(), 30 * 7);
+        let mut rng = StdRng::seed_from_u64(0);
+        let task = Maze::far_task().jittered(0.2, &mut rng);
+        assert!(distance_m(task.start_m, Maze::far_task().start_m) <= 0.2 * 2f32.sqrt() + 1e-6);
+    }
+
+    #[test]
+    fn segments_never_span_more_than_one_cell_move() {
+        let maze = Maze::new();
+        let data = maze.segments(200, 10, 0.3, 7);
+        assert_eq!(data.observations.len(), 200 * 10 * 2);
+        assert_eq!(data.terminals.iter().filter(|&&t| t == 1).count(), 200);
+        for segment in data.observations.chunks(20) {
+            let (first, last) = ([segment[0], segment[1]], [segment[18], segment[19]]);
+            assert!(distance_m(first, last) < 1.9, "{first:?} -> {last:?}");
+            for p in segment.chunks(2) {
+                assert!(!maze.blocked([p[0], p[1]]));
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Typed errors of the crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `mqe`.
+#[derive(Debug, thiserror::Error)]
+pub enum MqeError {
+    /// A tensor operation failed (shape error, device error, ...).
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    /// A configuration value is out of its valid range.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidConfig { field: String, reason: String },
+
+    /// A batch tensor has the wrong shape or dtype for the model.
+    #[error("batch field `{field}`: expected {expected}, got {got}")]
+    BadBatch {
+        field: &'static str,
+        expected: String,
+        got: String,
+    },
+
+    /// Reading or writing a checkpoint file failed at the OS level.
+    #[error("checkpoint file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A checkpoint file exists but cannot be parsed (truncated, corrupt, not a checkpoint).
+    #[error("checkpoint file {path} is corrupt or truncated: {reason}")]
+    CorruptFile { path: PathBuf, reason: String },
+
+    /// The checkpoint was written by an incompatible version of this crate.
+    #[error("checkpoint {path}: format_version {found}, this build reads {expected}")]
+    FormatVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+
+    /// A tensor expected by the model is missing from the checkpoint.
+    #[error("checkpoint file {path}: tensor `{name}` is missing (expected shape {expected:?})")]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+    },
+
+    /// A checkpoint tensor has a different shape than the model expects.
+    #[error(
+        "checkpoint file {path}: tensor `{name}` has shape {found:?}, the model expects {expected:?}"
+    )]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    /// A checkpoint holds a tensor the model does not know.
+    #[error("checkpoint file {path}: unexpected tensor `{name}`")]
+    UnexpectedTensor { path: PathBuf, name: String },
+
+    /// A checkpoint's configuration disagrees with what the caller expects.
+    #[error("checkpoint config field `{field}` is {found}, expected {expected}")]
+    ConfigMismatch {
+        field: String,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Result alias of the crate.
+pub type Result<T> = std::result::Result<T, MqeError>;

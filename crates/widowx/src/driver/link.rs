@@ -1,0 +1,492 @@
+//! Protocol 2.0 transactions with explicit deadlines and retries, on top of `dynamixel2::Bus`.
+//!
+//! `dynamixel2`'s convenience calls derive each read timeout as the reply's wire time plus a flat
+//! 34 ms (the official SDK's margin). Here every wait is the reply's wire time at the configured
+//! baud plus `DriverConfig::reply_timeout_s`, and every retry count comes from the configuration,
+//! so the worst case of each call is known. Only `write_instruction` and
+//! `read_status_response_deadline` of the bus are used; neither allocates.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dynamixel2::instructions::{SyncWriteData, instruction_id, packet_id};
+use dynamixel2::{Bus, ReadError, WriteError};
+
+use crate::driver::error::{DriverError, ServoRef};
+use crate::driver::faults::StatusError;
+
+/// Bytes of an instruction packet around its parameters: header 4, ID 1, length 2, instruction 1, CRC 2.
+pub const INSTRUCTION_OVERHEAD_BYTES: usize = 10;
+/// Bytes of a status packet around its parameters: as an instruction plus the error byte.
+pub const STATUS_OVERHEAD_BYTES: usize = 11;
+/// Most IDs one sync read may address (the arm has 7 masters).
+pub const MAX_SYNC_IDS: usize = 16;
+/// Largest reply a unicast read may ask for: the whole control table used here.
+pub const MAX_READ_BYTES: usize = 160;
+/// Size of the bus buffers: a sync write of 12 bytes to 16 servos with worst-case byte stuffing fits.
+const BUS_BUFFER_BYTES: usize = 512;
+
+/// The parameters of one status reply, copied out of the bus buffer (no allocation).
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    pub alert: bool,
+    len: usize,
+    data: [u8; MAX_READ_BYTES],
+}
+
+impl Reply {
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// Worth another attempt: nothing, or a corrupt reply, came back.
+    Retry(Retryable),
+    /// Not worth another attempt.
+    Fatal(DriverError),
+}
+
+enum Retryable {
+    Timeout,
+    Corrupt(String),
+    /// The servo says our instruction arrived corrupted.
+    ServoCrc,
+}
+
+/// Timing and retry settings of a [`Link`], taken from the driver configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTiming {
+    pub reply_timeout: Duration,
+    pub retries: u32,
+    pub retry_settle: Duration,
+}
+
+/// A serial bus with timing discipline.
+pub struct Link {
+    bus: Bus<Vec<u8>, Vec<u8>>,
+    port: PathBuf,
+    baud_rate_bps: u32,
+    pub timing: LinkTiming,
+}
+
+impl Link {
+    pub fn open(port: &Path, baud_rate_bps: u32, timing: LinkTiming) -> Result<Link, DriverError> {
+        let bus = Bus::open_with_buffers(
+            port,
+            baud_rate_bps,
+            vec![0; BUS_BUFFER_BYTES],
+            vec![0; BUS_BUFFER_BYTES],
+        )
+        .map_err(|source| DriverError::Open {
+            port: port.to_path_buf(),
+            source,
+        })?;
+        Ok(Link {
+            bus,
+            port: port.to_path_buf(),
+            baud_rate_bps,
+            timing,
+        })
+    }
+
+    pub fn port(&self) -> &Path {
+        &self.port
+    }
+
+    pub fn set_baud_rate(&mut self, baud_rate_bps: u32) -> Result<(), DriverError> {
+        self.bus
+            .set_baud_rate(baud_rate_bps)
+            .map_err(|source| self.io(source))?;
+        self.baud_rate_bps = baud_rate_bps;
+        Ok(())
+    }
+
+    /// Time `bytes` take on the wire: 10 bits each (start, 8 data, stop).
+    pub fn wire_time(&self, bytes: usize) -> Duration {
+        wire_time(bytes, self.baud_rate_bps)
+    }
+
+    /// PING: the model number and firmware version.
+    pub fn ping(&mut self, servo: ServoRef, retries: u32) -> Result<(u16, u8, bool), DriverError> {
+        let reply = self.unicast(servo, instruction_id::PING, &[], 3, retries)?;
+        let d = reply.data();
+        Ok((u16::from_le_bytes([d[0], d[1]]), d[2], reply.alert))
+    }
+
+    /// READ `count` bytes from `address`.
+    pub fn read(
+        &mut self,
+        servo: ServoRef,
+        address: u16,
+        count: u16,
+    ) -> Result<Reply, DriverError> {
+        if usize::from(count) > MAX_READ_BYTES {
+            return Err(DriverError::Unsupported(format!(
+                "read of {count} bytes: at most {MAX_READ_BYTES}"
+            )));
+        }
+        let [a0, a1] = address.to_le_bytes();
+        let [c0, c1] = count.to_le_bytes();
+        self.unicast(
+            servo,
+            instruction_id::READ,
+            &[a0, a1, c0, c1],
+            usize::from(count),
+            self.timing.retries,
+        )
+    }
+
+    /// WRITE `data` at `address`; the alert bit of the reply is returned.
+    pub fn write(
+        &mut self,
+        servo: ServoRef,
+        address: u16,
+        data: &[u8],
+    ) -> Result<bool, DriverError> {
+        let mut params = [0u8; 2 + 4];
+        if data.len() > 4 {
+            return Err(DriverError::Unsupported(format!(
+                "write of {} bytes: at most 4",
+                data.len()
+            )));
+        }
+        params[..2].copy_from_slice(&address.to_le_bytes());
+        params[2..2 + data.len()].copy_from_slice(data);
+        let reply = self.unicast(
+            servo,
+            instruction_id::WRITE,
+            &params[..2 + data.len()],
+            0,
+            self.timing.retries,
+        )?;
+        Ok(reply.alert)
+    }
+
+    /// REBOOT: the servo replies, then restarts.
+    pub fn reboot(&mut self, servo: ServoRef) -> Result<(), DriverError> {
+        self.unicast(servo, instruction_id::REBOOT, &[], 0, self.timing.retries)
+            .map(|_| ())
+    }
+
+    /// One instruction to one servo and its one reply, retried on timeouts and corrupt replies.
+    fn unicast(
+        &mut self,
+        servo: ServoRef,
+        instruction: u8,
+        params: &[u8],
+        expected_params: usize,
+        retries: u32,
+    ) -> Result<Reply, DriverError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let failure = match self.attempt_unicast(servo.id, instruction, params, expected_params)
+            {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Fatal(error)) => {
+                    return Err(self.name_fatal(error, servo, instruction));
+                }
+                Err(Failure::Retry(failure)) => failure,
+            };
+            if attempts > retries {
+                return Err(self.exhausted(
+                    servo,
+                    instruction_name(instruction),
+                    attempts,
+                    failure,
+                ));
+            }
+            self.settle();
+        }
+    }
+
+    fn attempt_unicast(
+        &mut self,
+        id: u8,
+        instruction: u8,
+        params: &[u8],
+        expected_params: usize,
+    ) -> Result<Reply, Failure> {
+        self.bus
+            .write_instruction(id, instruction, params.len(), |buffer| {
+                buffer.copy_from_slice(params)
+            })
+            .map_err(|e| Failure::Fatal(self.write_error(e)))?;
+        let wait = self.wire_time(INSTRUCTION_OVERHEAD_BYTES + params.len())
+            + self.wire_time(STATUS_OVERHEAD_BYTES + expected_params)
+            + self.timing.reply_timeout;
+        let status = self
+            .bus
+            .read_status_response_deadline(Instant::now() + wait);
+        let status = status.map_err(|e| read_failure(e, &self.port))?;
+        if status.packet_id() != id {
+            return Err(Failure::Retry(Retryable::Corrupt(format!(
+                "reply came from ID {}",
+                status.packet_id()
+            ))));
+        }
+        let data = status.parameters();
+        if data.len() != expected_params {
+            return Err(Failure::Retry(Retryable::Corrupt(format!(
+                "reply has {} parameter bytes, expected {expected_params}",
+                data.len()
+            ))));
+        }
+        let mut reply = Reply {
+            alert: status.alert(),
+            len: data.len(),
+            data: [0; MAX_READ_BYTES],
+        };
+        reply.data[..data.len()].copy_from_slice(data);
+        Ok(reply)
+    }
+
+    /// SYNC_READ of `count` bytes at `address` from every ID in `ids` whose `received` flag is
+    /// false; `on_reply(index, data, alert)` is called once per servo. Servos whose reply is
+    /// lost or corrupt are asked again (only they) up to `retries` times. Allocation-free.
+    pub fn sync_read(
+        &mut self,
+        ids: &[u8],
+        address: u16,
+        count: u16,
+        received: &mut [bool],
+        name: impl Fn(u8) -> ServoRef,
+        mut on_reply: impl FnMut(usize, &[u8], bool),
+    ) -> Result<(), DriverError> {
+        if ids.len() > MAX_SYNC_IDS || received.len() != ids.len() {
+            return Err(DriverError::Unsupported(format!(
+                "sync read of {} IDs: at most {MAX_SYNC_IDS}",
+                ids.len()
+            )));
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let outcome = self.attempt_sync_read(ids, address, count, received, &mut on_reply);
+            let first_missing = received.iter().position(|r| !r);
+            let failure = match (outcome, first_missing) {
+                (Err(Failure::Fatal(error)), _) => {
+                    let servo = name(first_missing.map_or(ids[0], |i| ids[i]));
+                    return Err(self.name_fatal(error, servo, instruction_id::SYNC_READ));
+                }
+                (_, None) => return Ok(()),
+                (Ok(()), Some(_)) => Retryable::Timeout,
+                (Err(Failure::Retry(failure)), Some(_)) => failure,
+            };
+            if attempts > self.timing.retries {
+                let servo = name(ids[first_missing.unwrap_or(0)]);
+                return Err(self.exhausted(servo, "SYNC_READ", attempts, failure));
+            }
+            self.settle();
+        }
+    }
+
+    fn attempt_sync_read(
+        &mut self,
+        ids: &[u8],
+        address: u16,
+        count: u16,
+        received: &mut [bool],
+        on_reply: &mut impl FnMut(usize, &[u8], bool),
+    ) -> Result<(), Failure> {
+        let mut pending = [0u8; MAX_SYNC_IDS];
+        let mut n_pending = 0;
+        for (&id, _) in ids.iter().zip(received.iter()).filter(|(_, r)| !**r) {
+            pending[n_pending] = id;
+            n_pending += 1;
+        }
+        let pending = &pending[..n_pending];
+        let [a0, a1] = address.to_le_bytes();
+        let [c0, c1] = count.to_le_bytes();
+        self.bus
+            .write_instruction(
+                packet_id::BROADCAST,
+                instruction_id::SYNC_READ,
+                4 + pending.len(),
+                |buffer| {
+                    buffer[..4].copy_from_slice(&[a0, a1, c0, c1]);
+                    buffer[4..].copy_from_slice(pending);
+                },
+            )
+            .map_err(|e| Failure::Fatal(self.write_error(e)))?;
+        let reply_wait =
+            self.wire_time(STATUS_OVERHEAD_BYTES + usize::from(count)) + self.timing.reply_timeout;
+        let mut deadline = Instant::now()
+            + self.wire_time(INSTRUCTION_OVERHEAD_BYTES + 4 + pending.len())
+            + reply_wait;
+        let mut last_problem = None;
+        for _ in 0..pending.len() {
+            match self.bus.read_status_response_deadline(deadline) {
+                Ok(status) => {
+                    let index = ids.iter().position(|&id| id == status.packet_id());
+                    match index {
+                        Some(i)
+                            if !received[i] && status.parameters().len() == usize::from(count) =>
+                        {
+                            on_reply(i, status.parameters(), status.alert());
+                            received[i] = true;
+                        }
+                        _ => {
+                            last_problem = Some(Retryable::Corrupt(format!(
+                                "unexpected reply from ID {} with {} bytes",
+                                status.packet_id(),
+                                status.parameters().len()
+                            )))
+                        }
+                    }
+                }
+                Err(e) => match read_failure(e, &self.port) {
+                    // Nothing more is coming in time; the servos still missing are retried.
+                    Failure::Retry(Retryable::Timeout) => return Ok(()),
+                    Failure::Retry(other) => last_problem = Some(other),
+                    fatal @ Failure::Fatal(_) => return Err(fatal),
+                },
+            }
+            deadline = Instant::now() + reply_wait;
+        }
+        last_problem.map_or(Ok(()), |p| Err(Failure::Retry(p)))
+    }
+
+    /// SYNC_WRITE of `count` bytes at `address`; servos do not reply.
+    pub fn sync_write<const N: usize, const COUNT: usize>(
+        &mut self,
+        address: u16,
+        data: &[SyncWriteData<[u8; COUNT]>; N],
+    ) -> Result<(), DriverError> {
+        self.bus
+            .sync_write(address, COUNT as u16, data)
+            .map_err(|e| self.write_error(e))
+    }
+
+    fn settle(&mut self) {
+        // Let replies still in flight land, so the next instruction's input flush discards them.
+        std::thread::sleep(self.timing.retry_settle);
+    }
+
+    fn io(&self, source: std::io::Error) -> DriverError {
+        DriverError::Io {
+            port: self.port.clone(),
+            source,
+        }
+    }
+
+    fn write_error(&self, error: WriteError) -> DriverError {
+        match error {
+            WriteError::DiscardBuffer(source) | WriteError::Write(source) => self.io(source),
+            WriteError::BufferTooSmall(e) => DriverError::Unsupported(format!(
+                "instruction of {} bytes does not fit the bus buffer",
+                e.required_size
+            )),
+        }
+    }
+
+    /// Fills in the servo and instruction of errors found before the servo was known.
+    fn name_fatal(&self, error: DriverError, servo: ServoRef, instruction: u8) -> DriverError {
+        match error {
+            DriverError::Motor { error, .. } => DriverError::Motor {
+                servo,
+                what: instruction_name(instruction).to_string(),
+                error,
+            },
+            other => other,
+        }
+    }
+
+    fn exhausted(
+        &self,
+        servo: ServoRef,
+        instruction: &'static str,
+        attempts: u32,
+        failure: Retryable,
+    ) -> DriverError {
+        let timeout_s = self.timing.reply_timeout.as_secs_f64();
+        // A port that vanished mid-transaction looks like silence: say so if its path is gone.
+        if !self.port.exists() {
+            return self.io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the port no longer exists",
+            ));
+        }
+        match failure {
+            Retryable::Timeout => DriverError::Timeout {
+                servo,
+                instruction,
+                timeout_s,
+                attempts,
+            },
+            Retryable::Corrupt(detail) => DriverError::Corrupt {
+                servo,
+                instruction,
+                attempts,
+                detail,
+            },
+            Retryable::ServoCrc => DriverError::Motor {
+                servo,
+                what: instruction.to_string(),
+                error: StatusError::CrcError,
+            },
+        }
+    }
+}
+
+/// Sorts a bus read error into retry-worthy or fatal.
+fn read_failure(error: ReadError, port: &Path) -> Failure {
+    match error {
+        ReadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Failure::Retry(Retryable::Timeout)
+        }
+        ReadError::Io(source) => Failure::Fatal(DriverError::Io {
+            port: port.to_path_buf(),
+            source,
+        }),
+        ReadError::InvalidMessage(e) => Failure::Retry(Retryable::Corrupt(e.to_string())),
+        // Only a corrupted length field makes a reply longer than the buffer.
+        ReadError::BufferFull(e) => Failure::Retry(Retryable::Corrupt(format!(
+            "reply claims {} bytes",
+            e.required_size
+        ))),
+        ReadError::MotorError(e) => match StatusError::from_error_byte(e.raw) {
+            Some(StatusError::CrcError) => Failure::Retry(Retryable::ServoCrc),
+            // The servo is filled in by the caller, which knows whom it asked.
+            Some(error) => Failure::Fatal(DriverError::Motor {
+                servo: ServoRef { id: 0, joint: None },
+                what: String::new(),
+                error,
+            }),
+            None => Failure::Retry(Retryable::Corrupt("status with an empty error".into())),
+        },
+    }
+}
+
+/// Time `bytes` take on the wire at `baud_rate_bps`: 10 bits each (start, 8 data, stop).
+pub fn wire_time(bytes: usize, baud_rate_bps: u32) -> Duration {
+    Duration::from_nanos(
+        (bytes as u64 * 10 * 1_000_000_000).div_ceil(u64::from(baud_rate_bps.max(1))),
+    )
+}
+
+pub fn instruction_name(instruction: u8) -> &'static str {
+    match instruction {
+        instruction_id::PING => "PING",
+        instruction_id::READ => "READ",
+        instruction_id::WRITE => "WRITE",
+        instruction_id::REBOOT => "REBOOT",
+        instruction_id::SYNC_READ => "SYNC_READ",
+        instruction_id::SYNC_WRITE => "SYNC_WRITE",
+        _ => "instruction",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_time_is_ten_bits_per_byte() {
+        assert_eq!(wire_time(100, 1_000_000), Duration::from_millis(1));
+        assert_eq!(wire_time(23, 1_000_000), Duration::from_micros(230));
+        assert_eq!(wire_time(1, 57_600), Duration::from_nanos(173_612));
+    }
+}

@@ -1,0 +1,64 @@
+//! The control cycle allocates nothing: a counting allocator watches this thread while
+//! `read_joint_state` and `write_joint_goals` run against the virtual arm.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use widowx::driver::{Arm, DriverConfig};
+use widowx::firmware::FirmwareConfig;
+use widowx_sim::{SimConfig, VirtualArm};
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call forwards to the system allocator unchanged; the thread-local counter is
+// const-initialised, so touching it never allocates (no recursion into the allocator).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn control_cycle_does_not_allocate() {
+    let sim = VirtualArm::spawn(SimConfig::new(FirmwareConfig::wx250s())).unwrap();
+    let config = DriverConfig {
+        reply_timeout_s: 0.05,
+        ..DriverConfig::default()
+    };
+    let mut arm = Arm::connect(sim.port_path(), FirmwareConfig::wx250s(), config).unwrap();
+    arm.set_torque(true, None).unwrap();
+    let hold = arm.read_joint_state().unwrap().arm_positions_rad();
+    let before = allocations();
+    for _ in 0..50 {
+        arm.read_joint_state().unwrap();
+        arm.write_joint_goals(&hold, 0.25).unwrap();
+    }
+    assert_eq!(allocations() - before, 0);
+    // The counter does see this thread's allocations.
+    let v = vec![1u8; 16];
+    assert!(allocations() > before, "{v:?}");
+}

@@ -1,0 +1,126 @@
+//! `bridge-sim`: serve the virtual WidowX 250 on a pseudo-terminal.
+//!
+//! `bridge-sim serve` prints the pty path (e.g. `/dev/pts/7`) as the first line of stdout, then
+//! serves Dynamixel Protocol 2.0 on it until SIGINT/SIGTERM or until stdin is closed (so a
+//! parent process that dies takes the arm with it). Point any Dynamixel client at the path at
+//! 1 Mbps, as you would at /dev/ttyDXL.
+//!
+//! Not for: anything but the servo bus (no cameras, no policy).
+//!
+//! ```text
+//! $ bridge-sim serve --factory --byte-timing
+//! /dev/pts/7
+//! ```
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use widowx::firmware::FirmwareConfig;
+use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bridge-sim",
+    about = "Serve the virtual WidowX 250 on a pseudo-terminal"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the pty, print its path on stdout and serve until killed or stdin closes.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Servo configuration (TOML); default: the shipped wx250s configuration.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Start with factory-default EEPROM (except ID and baud), as an arm fresh from assembly.
+    #[arg(long)]
+    factory: bool,
+    /// Delay replies as a real bus at the configured baud rate would.
+    #[arg(long)]
+    byte_timing: bool,
+    /// Fraction of replies to drop (0..=1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    drop_rate: f64,
+    /// Fraction of replies to corrupt (0..=1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    corruption_rate: f64,
+    /// Seed for fault injection.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep serving when stdin closes (run in the background until killed).
+    #[arg(long)]
+    ignore_stdin: bool,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not a fraction in 0..=1"))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let firmware = match &args.config {
+        Some(path) => FirmwareConfig::load(path)
+            .with_context(|| format!("loading servo configuration {}", path.display()))?,
+        None => FirmwareConfig::wx250s(),
+    };
+    let mut config = SimConfig::new(firmware);
+    config.initial_eeprom = if args.factory {
+        InitialEeprom::Factory
+    } else {
+        InitialEeprom::Configured
+    };
+    config.byte_timing = args.byte_timing;
+    config.seed = args.seed;
+    let arm = VirtualArm::spawn(config).context("starting the virtual arm")?;
+    arm.set_reply_drop_rate(args.drop_rate);
+    arm.set_reply_corruption_rate(args.corruption_rate);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", arm.port_path().display()).context("writing the pty path to stdout")?;
+    stdout.flush().context("flushing stdout")?;
+    tracing::info!(
+        "serving the virtual WidowX on {}",
+        arm.port_path().display()
+    );
+    if args.ignore_stdin {
+        // SIGINT/SIGTERM end the process; the kernel closes the pty.
+        loop {
+            std::thread::park();
+        }
+    }
+    wait_for_stdin_eof();
+    tracing::info!("stdin closed; stopping");
+    Ok(())
+}
+
+/// Blocks until stdin reaches end of file (or fails), discarding what it reads.
+fn wait_for_stdin_eof() {
+    let mut stdin = std::io::stdin().lock();
+    let mut buffer = [0u8; 256];
+    while matches!(stdin.read(&mut buffer), Ok(n) if n > 0) {}
+}
