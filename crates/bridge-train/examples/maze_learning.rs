@@ -48,10 +48,18 @@ fn main() -> Result<()> {
     let maze = Maze::new();
     let seg_seed: u64 = get("seed").parse()?;
     let data = maze
-        .segments(get("segments").parse()?, get("seg_steps").parse()?, get("noise").parse()?, 100 + seg_seed)
+        .segments(
+            get("segments").parse()?,
+            get("seg_steps").parse()?,
+            get("noise").parse()?,
+            100 + seg_seed,
+        )
         .to_dataset()?;
     let width = get("width");
-    let hidden = format!("[{}]", vec![width.as_str(); get("depth").parse()?].join(","));
+    let hidden = format!(
+        "[{}]",
+        vec![width.as_str(); get("depth").parse()?].join(",")
+    );
     let sets = [
         format!("algo={}", get("algo")),
         format!("steps={}", get("steps")),
@@ -69,7 +77,10 @@ fn main() -> Result<()> {
         format!("seed={}", get("seed")),
         "log_interval_steps=500".to_string(),
     ];
-    let overrides = sets.iter().map(|s| s.parse::<Override>()).collect::<Result<Vec<_>, _>>()?;
+    let overrides = sets
+        .iter()
+        .map(|s| s.parse::<Override>())
+        .collect::<Result<Vec<_>, _>>()?;
     let config = resolve(RunConfig::default(), None, &overrides)?;
     let dir = tempfile::tempdir()?;
     let options = FitOptions {
@@ -86,10 +97,27 @@ fn main() -> Result<()> {
     }
     let start = Instant::now();
     let tasks = Maze::far_tasks();
-    let rate = success_rate(&maze, &outcome.agent, &tasks, get("rollouts").parse()?, 0.2, get("max_steps").parse()?, 7)?;
-    let there = success_rate(&maze, &outcome.agent, &tasks[..1], get("rollouts").parse()?, 0.2, get("max_steps").parse()?, 7)?;
+    let rate = success_rate(
+        &maze,
+        &outcome.agent,
+        &tasks,
+        get("rollouts").parse()?,
+        0.2,
+        get("max_steps").parse()?,
+        7,
+    )?;
+    let there = success_rate(
+        &maze,
+        &outcome.agent,
+        &tasks[..1],
+        get("rollouts").parse()?,
+        0.2,
+        get("max_steps").parse()?,
+        7,
+    )?;
+    let near = success_rate(&maze, &outcome.agent, &maze.near_tasks(), 5, 0.2, get("max_steps").parse()?, 7)?;
     println!(
-        "RESULT {:?} success {rate:.3} (left->right {there:.3}) train {train_s:.1}s eval {:.1}s",
+        "RESULT {:?} success {rate:.3} (left->right {there:.3}) near {near:.3} train {train_s:.1}s eval {:.1}s",
         p,
         start.elapsed().as_secs_f64()
     );

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use bridge_data::{Dataset, Obs};
 use bridge_data::{BatchBuffers, Sampler};
+use bridge_data::{Dataset, Obs};
 use candle_core::{Device, Tensor};
 use mqe::{ActionNorm, Agent, Batch, ModelConfig, TrainConfig};
 use rand::rngs::StdRng;
@@ -87,7 +87,9 @@ fn pixel_setup() -> Result<Setup, FitError> {
         width: 64,
         channels: 3,
     };
-    let actions = (0..frames * 7).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let actions = (0..frames * 7)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     Ok(Setup {
         label: "pixels (64x64x3, impala-small x3, action 7, batch 64)",
         model: ModelConfig::pixels(64, 3, 7),
@@ -107,7 +109,9 @@ fn random_dataset(
 ) -> Result<Dataset, FitError> {
     let rows = actions.len() / action_dim;
     let lengths = vec![episode_len; rows / episode_len];
-    Ok(Dataset::from_episode_lengths(obs, actions, action_dim, &lengths)?)
+    Ok(Dataset::from_episode_lengths(
+        obs, actions, action_dim, &lengths,
+    )?)
 }
 
 /// Runs the benchmarks; rows in table order.
@@ -127,7 +131,11 @@ pub fn run(options: BenchOptions, device: &Device) -> Result<Vec<BenchRow>, FitE
     Ok(rows)
 }
 
-fn bench_sampler(setup: &Setup, batches: usize, device: &Device) -> Result<(BenchRow, Batch), FitError> {
+fn bench_sampler(
+    setup: &Setup,
+    batches: usize,
+    device: &Device,
+) -> Result<(BenchRow, Batch), FitError> {
     let mut sampler = Sampler::new(sampler_config(&setup.train), 0)?;
     let mut buffers: BatchBuffers = sampler.buffers(&setup.data);
     let mut converter = BatchConverter::new(device, ActionNorm::identity(setup.model.action_dim));
@@ -144,11 +152,20 @@ fn bench_sampler(setup: &Setup, batches: usize, device: &Device) -> Result<(Benc
         batch = sample()?;
     }
     let rates: Vec<f64> = times.iter().map(|t| 1.0 / t.max(1e-9)).collect();
-    let row = summarise(format!("sampler + to tensors, {}", setup.label), rates, "batches/s");
+    let row = summarise(
+        format!("sampler + to tensors, {}", setup.label),
+        rates,
+        "batches/s",
+    );
     Ok((row, batch))
 }
 
-fn bench_train(setup: &Setup, agent: &mut Agent, batch: &Batch, steps: usize) -> Result<BenchRow, FitError> {
+fn bench_train(
+    setup: &Setup,
+    agent: &mut Agent,
+    batch: &Batch,
+    steps: usize,
+) -> Result<BenchRow, FitError> {
     agent.train_step(batch)?;
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps.max(1) {
@@ -157,16 +174,28 @@ fn bench_train(setup: &Setup, agent: &mut Agent, batch: &Batch, steps: usize) ->
         sync(agent.device())?;
         times.push(start.elapsed().as_secs_f64());
     }
-    Ok(summarise(format!("train step, {}", setup.label), times, "s/step"))
+    Ok(summarise(
+        format!("train step, {}", setup.label),
+        times,
+        "s/step",
+    ))
 }
 
-fn bench_act(setup: &Setup, agent: &Agent, batch: &Batch, queries: usize) -> Result<BenchRow, FitError> {
+fn bench_act(
+    setup: &Setup,
+    agent: &Agent,
+    batch: &Batch,
+    queries: usize,
+) -> Result<BenchRow, FitError> {
     let obs = batch.obs.narrow(0, 0, 1).map_err(mqe::MqeError::from)?;
     let goal = batch.goal.narrow(0, 0, 1).map_err(mqe::MqeError::from)?;
     let act_once = || -> Result<(), FitError> {
         let action: Tensor = agent.act(&obs, &goal)?;
         // Reading the values back is part of a real query.
-        action.flatten_all().and_then(|a| a.to_vec1::<f32>()).map_err(mqe::MqeError::from)?;
+        action
+            .flatten_all()
+            .and_then(|a| a.to_vec1::<f32>())
+            .map_err(mqe::MqeError::from)?;
         Ok(())
     };
     for _ in 0..5 {
@@ -205,7 +234,10 @@ fn summarise(name: String, mut samples: Vec<f64>, unit: &'static str) -> BenchRo
 /// The rows as an aligned text table.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let mut out = format!("{:<width$}  {:>12}  {:>12}  {:<9}  {:>7}\n", "measure", "p50", "p99", "unit", "samples");
+    let mut out = format!(
+        "{:<width$}  {:>12}  {:>12}  {:<9}  {:>7}\n",
+        "measure", "p50", "p99", "unit", "samples"
+    );
     for r in rows {
         out.push_str(&format!(
             "{:<width$}  {:>12.4}  {:>12.4}  {:<9}  {:>7}\n",

@@ -25,7 +25,9 @@ pub enum ConfigError {
     #[error("override `{text}`: expected key=value (e.g. gamma=0.99 or model.latent_dim=128)")]
     OverrideSyntax { text: String },
     /// A `--set` override names no known setting.
-    #[error("override `{key}`: unknown setting; [train] has {train_keys}; [model] has {model_keys}")]
+    #[error(
+        "override `{key}`: unknown setting; [train] has {train_keys}; [model] has {model_keys}"
+    )]
     UnknownKey {
         key: String,
         train_keys: String,
@@ -166,9 +168,11 @@ impl std::str::FromStr for Override {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let (key, raw) = text.split_once('=').ok_or_else(|| ConfigError::OverrideSyntax {
-            text: text.to_string(),
-        })?;
+        let (key, raw) = text
+            .split_once('=')
+            .ok_or_else(|| ConfigError::OverrideSyntax {
+                text: text.to_string(),
+            })?;
         let (key, raw) = (key.trim(), raw.trim());
         if key.is_empty() || raw.is_empty() {
             return Err(ConfigError::OverrideSyntax {
@@ -211,9 +215,12 @@ pub fn resolve(
             table.insert(field.to_string(), o.value.clone());
         }
     }
-    let config: RunConfig = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-        reason: e.message().to_string(),
-    })?;
+    let config: RunConfig =
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                reason: e.message().to_string(),
+            })?;
     config.train.validate().map_err(|e| ConfigError::Invalid {
         reason: e.to_string(),
     })?;
@@ -245,7 +252,9 @@ fn read_file_table(path: &Path) -> Result<toml::Table, ConfigError> {
 fn merge(base: &mut toml::Table, top: toml::Table) {
     for (key, value) in top {
         match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(section)), toml::Value::Table(fields)) => section.extend(fields),
+            (Some(toml::Value::Table(section)), toml::Value::Table(fields)) => {
+                section.extend(fields)
+            }
             (_, value) => {
                 base.insert(key, value);
             }
@@ -269,7 +278,10 @@ fn locate<'k>(merged: &toml::Table, key: &'k str) -> Result<(&'static str, &'k s
             .into_iter()
             .find(|&s| s == section && has(s, field))
             .map(|s| (s, field)),
-        None => SECTIONS.into_iter().find(|&s| has(s, key)).map(|s| (s, key)),
+        None => SECTIONS
+            .into_iter()
+            .find(|&s| has(s, key))
+            .map(|s| (s, key)),
     };
     found.ok_or_else(|| {
         let keys = |section: &str| {
@@ -352,8 +364,13 @@ mod tests {
         assert_eq!(config.train.lr, 3e-4, "untouched keys keep their defaults");
 
         std::fs::write(&path, "[train]\nbogus_key = 1\n").unwrap();
-        let text = resolve(RunConfig::default(), Some(&path), &[]).unwrap_err().to_string();
-        assert!(text.contains("run.toml") && text.contains("bogus_key"), "{text}");
+        let text = resolve(RunConfig::default(), Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("run.toml") && text.contains("bogus_key"),
+            "{text}"
+        );
     }
 
     #[test]

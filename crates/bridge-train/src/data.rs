@@ -1,8 +1,8 @@
 //! From `bridge-data` (candle-free) to `mqe`: observation kinds, the action normalisation of
 //! mqe.md section 6, and sampler buffers -> [`mqe::Batch`] tensors.
 
-use bridge_data::{Dataset, Obs};
 use bridge_data::{BatchBuffers, ObsBuffers, SamplerConfig};
+use bridge_data::{Dataset, Obs};
 use candle_core::{Device, Tensor};
 use mqe::{ActionNorm, Batch, ObsKind, TrainConfig};
 
@@ -135,7 +135,8 @@ impl BatchConverter {
             );
         }
         self.offsets.clear();
-        self.offsets.extend(buffers.indices().waypoint_offset.iter().map(|&k| k as f32));
+        self.offsets
+            .extend(buffers.indices().waypoint_offset.iter().map(|&k| k as f32));
         let mut shape = vec![b];
         shape.extend_from_slice(buffers.obs_shape());
         let dev = &self.device;

@@ -186,7 +186,8 @@ pub fn fit(
     let mut trained_any = false;
     while agent.step() < train_cfg.steps {
         let step = agent.step();
-        Sampler::new(sampler_cfg.clone(), step_seed(train_cfg.seed, step))?.sample(train, &mut buffers)?;
+        Sampler::new(sampler_cfg.clone(), step_seed(train_cfg.seed, step))?
+            .sample(train, &mut buffers)?;
         let metrics = agent.train_step(&converter.convert(&buffers)?)?;
         if !metrics.total_loss.is_finite() {
             return Err(FitError::Diverged { step, metrics });
@@ -201,7 +202,10 @@ pub fn fit(
             bar.set_message(record.summary());
             log.write(record)?;
         }
-        if let Some(v) = validator.as_mut().filter(|_| every(done, train_cfg.eval_interval_steps) || last) {
+        if let Some(v) = validator
+            .as_mut()
+            .filter(|_| every(done, train_cfg.eval_interval_steps) || last)
+        {
             let record = LogRecord::new(done, Split::Val, None, &v.evaluate(&agent)?);
             bar.println(format!("step {done} val: {}", record.summary()));
             log.write(record)?;
@@ -246,7 +250,9 @@ fn start_agent(
     options: &FitOptions,
     device: &Device,
 ) -> Result<Agent, FitError> {
-    let model = config.model.model_config(obs_kind(train)?, train.action_dim());
+    let model = config
+        .model
+        .model_config(obs_kind(train)?, train.action_dim());
     let Some(dir) = &options.resume else {
         let existing = options.out_dir.join(mqe::checkpoint::CONFIG_FILE);
         if existing.exists() {

@@ -26,7 +26,11 @@ use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "bridge-train", version, about = "Train MQE / GCBC goal-conditioned policies")]
+#[command(
+    name = "bridge-train",
+    version,
+    about = "Train MQE / GCBC goal-conditioned policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -147,7 +151,8 @@ impl ConfigArgs {
     }
 
     fn resolve(&self, base: RunConfig) -> Result<RunConfig> {
-        resolve(base, self.config.as_deref(), &self.overrides()).context("resolving the training configuration")
+        resolve(base, self.config.as_deref(), &self.overrides())
+            .context("resolving the training configuration")
     }
 }
 
@@ -155,7 +160,8 @@ fn device(arg: DeviceArg) -> Result<Device> {
     match arg {
         DeviceArg::Cpu => Ok(Device::Cpu),
         DeviceArg::Auto => Device::cuda_if_available(0).context("probing for a CUDA device"),
-        DeviceArg::Cuda => Device::new_cuda(0).context("opening CUDA device 0 (was bridge-train built with --features cuda?)"),
+        DeviceArg::Cuda => Device::new_cuda(0)
+            .context("opening CUDA device 0 (was bridge-train built with --features cuda?)"),
     }
 }
 
@@ -182,7 +188,8 @@ fn main() -> Result<()> {
 fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
     let traits = match data {
         Some(path) => {
-            let dataset = bridge_data::ogbench::load(path).with_context(|| format!("reading data file {}", path.display()))?;
+            let dataset = bridge_data::ogbench::load(path)
+                .with_context(|| format!("reading data file {}", path.display()))?;
             DataTraits::of(path, matches!(dataset.obs(), Obs::Pixels { .. }))
         }
         None => DataTraits::default(),
@@ -195,12 +202,17 @@ fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
 fn run_fit(args: &FitArgs) -> Result<()> {
     let path = &args.data;
     if !path.is_file() {
-        bail!("data file {} does not exist or is not a file", path.display());
+        bail!(
+            "data file {} does not exist or is not a file",
+            path.display()
+        );
     }
-    let split = bridge_data::ogbench::load_with_val(path).with_context(|| format!("reading data file {}", path.display()))?;
+    let split = bridge_data::ogbench::load_with_val(path)
+        .with_context(|| format!("reading data file {}", path.display()))?;
     let pixels = matches!(split.train.obs(), Obs::Pixels { .. });
     let base = match &args.resume {
-        Some(dir) => resume_base(dir).with_context(|| format!("reading checkpoint {} to resume", dir.display()))?,
+        Some(dir) => resume_base(dir)
+            .with_context(|| format!("reading checkpoint {} to resume", dir.display()))?,
         None => RunConfig::defaults_for(DataTraits::of(path, pixels)),
     };
     let config = args.config.resolve(base)?;
@@ -212,7 +224,10 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         summary.episodes,
         summary.obs_shape,
         summary.action_dim,
-        split.val.as_ref().map_or("none".to_string(), |v| format!("{} rows", v.len()))
+        split
+            .val
+            .as_ref()
+            .map_or("none".to_string(), |v| format!("{} rows", v.len()))
     );
     let options = FitOptions {
         out_dir: args.out.clone(),
@@ -248,7 +263,10 @@ fn run_bench(steps: usize, queries: usize, pixels: bool, dev: DeviceArg) -> Resu
         ..BenchOptions::default()
     };
     let rows = bench::run(options, &dev).context("running the benchmark")?;
-    println!("device: {dev:?}, threads: {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "device: {dev:?}, threads: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     print!("{}", bench::format_table(&rows));
     Ok(())
 }

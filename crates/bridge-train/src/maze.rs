@@ -51,7 +51,10 @@ impl Default for Maze {
 
 impl Maze {
     pub fn new() -> Maze {
-        let walls = LAYOUT.iter().map(|row| row.chars().map(|c| c == '#').collect()).collect();
+        let walls = LAYOUT
+            .iter()
+            .map(|row| row.chars().map(|c| c == '#').collect())
+            .collect();
         Maze { walls }
     }
 
@@ -61,7 +64,10 @@ impl Maze {
         if col < 0.0 || row < 0.0 {
             return true;
         }
-        let cell = self.walls.get(row as usize).and_then(|r| r.get(col as usize));
+        let cell = self
+            .walls
+            .get(row as usize)
+            .and_then(|r| r.get(col as usize));
         cell.copied().unwrap_or(true)
     }
 
@@ -115,6 +121,23 @@ impl Maze {
         [there, back]
     }
 
+    /// Every one-cell move between adjacent free cells, both ways: what the data show directly.
+    pub fn near_tasks(&self) -> Vec<Task> {
+        let cells = self.free_cells();
+        let mut tasks = Vec::new();
+        for &from in &cells {
+            for &to in &cells {
+                if from.0.abs_diff(to.0) + from.1.abs_diff(to.1) == 1 {
+                    tasks.push(Task {
+                        start_m: Self::cell_center_m(from),
+                        goal_m: Self::cell_center_m(to),
+                    });
+                }
+            }
+        }
+        tasks
+    }
+
     /// Noisy scripted segments between adjacent free cells, `steps` observations each.
     pub fn segments(&self, count: usize, steps: usize, noise: f32, seed: u64) -> Segments {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -134,7 +157,9 @@ impl Maze {
             let target = Self::cell_center_m(to);
             for t in 0..steps {
                 let toward = [target[0] - p[0], target[1] - p[1]];
-                let norm = (toward[0] * toward[0] + toward[1] * toward[1]).sqrt().max(1e-6);
+                let norm = (toward[0] * toward[0] + toward[1] * toward[1])
+                    .sqrt()
+                    .max(1e-6);
                 let gain = (norm / STEP_SIZE_M).min(1.0) / norm;
                 let action = [
                     (toward[0] * gain + noise * rng.random_range(-1.0..1.0)).clamp(-1.0, 1.0),
@@ -180,7 +205,12 @@ impl Maze {
 
     /// Runs `policy(obs, goal) -> action` from the task's start for at most `max_steps`; returns
     /// whether the goal was reached.
-    pub fn rollout(&self, task: Task, max_steps: usize, mut policy: impl FnMut([f32; 2], [f32; 2]) -> [f32; 2]) -> bool {
+    pub fn rollout(
+        &self,
+        task: Task,
+        max_steps: usize,
+        mut policy: impl FnMut([f32; 2], [f32; 2]) -> [f32; 2],
+    ) -> bool {
         let mut p = task.start_m;
         for _ in 0..max_steps {
             p = self.step(p, policy(p, task.goal_m));
@@ -249,7 +279,11 @@ pub fn success_rate(
 }
 
 /// The agent's actions, in the maze's units, for a batch of positions and goals.
-fn act_batch(agent: &Agent, positions: &[[f32; 2]], goals: &[[f32; 2]]) -> Result<Vec<[f32; 2]>, MqeError> {
+fn act_batch(
+    agent: &Agent,
+    positions: &[[f32; 2]],
+    goals: &[[f32; 2]],
+) -> Result<Vec<[f32; 2]>, MqeError> {
     let dev = agent.device();
     let n = positions.len();
     let obs = Tensor::from_slice(positions.as_flattened(), (n, 2), dev)?;
@@ -281,7 +315,11 @@ mod tests {
     fn the_far_task_is_solvable_around_the_wall() {
         let maze = Maze::new();
         let task = Maze::far_task();
-        let waypoints = [Maze::cell_center_m((1, 1)), Maze::cell_center_m((1, 3)), task.goal_m];
+        let waypoints = [
+            Maze::cell_center_m((1, 1)),
+            Maze::cell_center_m((1, 3)),
+            task.goal_m,
+        ];
         let mut next = 0;
         let reached = maze.rollout(task, 200, |p, _| {
             if distance_m(p, waypoints[next]) < 0.1 && next + 1 < waypoints.len() {
@@ -302,8 +340,18 @@ mod tests {
             goal_m: Maze::cell_center_m((1, 2)),
         };
         let go_right = |p: &[[f32; 2]], _: &[[f32; 2]]| vec![[1.0, 0.0]; p.len()];
-        assert_eq!(maze.rollout_batch(&[there, near, back], 50, go_right), [false, true, false]);
+        assert_eq!(
+            maze.rollout_batch(&[there, near, back], 50, go_right),
+            [false, true, false]
+        );
         assert!(maze.rollout(near, 50, |_, _| [1.0, 0.0]));
+    }
+
+    #[test]
+    fn near_tasks_are_the_twelve_one_cell_moves() {
+        let tasks = Maze::new().near_tasks();
+        assert_eq!(tasks.len(), 12);
+        assert!(tasks.iter().all(|t| (distance_m(t.start_m, t.goal_m) - 1.0).abs() < 1e-6));
     }
 
     #[test]

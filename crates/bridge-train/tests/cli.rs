@@ -41,7 +41,8 @@ fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -59,7 +60,8 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 fn write_npz(path: &Path, entries: &[(&str, Vec<u8>)]) {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (key, bytes) in entries {
         writer.start_file(format!("{key}.npy"), options).unwrap();
         writer.write_all(bytes).unwrap();
@@ -97,7 +99,9 @@ fn write_state_npz(path: &Path, episodes: usize, len: usize) {
 /// 8x8x3 images, 7-d actions in [-1, 1].
 fn write_pixel_npz(path: &Path, episodes: usize, len: usize) {
     let rows = episodes * len;
-    let frames: Vec<u8> = (0..rows * 8 * 8 * 3).map(|i| (i * 37 % 251) as u8).collect();
+    let frames: Vec<u8> = (0..rows * 8 * 8 * 3)
+        .map(|i| (i * 37 % 251) as u8)
+        .collect();
     let actions: Vec<f32> = (0..rows * 7).map(|i| ((i as f32) * 0.3).sin()).collect();
     let terminals: Vec<u8> = (0..rows).map(|r| u8::from((r + 1) % len == 0)).collect();
     write_npz(
@@ -119,7 +123,11 @@ fn records(dir: &Path) -> Vec<LogRecord> {
 }
 
 fn steps_of(records: &[LogRecord], split: Split) -> Vec<u64> {
-    records.iter().filter(|r| r.split == split).map(|r| r.step).collect()
+    records
+        .iter()
+        .filter(|r| r.split == split)
+        .map(|r| r.step)
+        .collect()
 }
 
 fn s(p: &Path) -> &str {
@@ -134,8 +142,22 @@ fn fit_writes_a_loadable_checkpoint_with_metrics_and_resumes() {
     write_state_npz(&dir.path().join("tiny-stitch-val.npz"), 4, 10);
     let out = dir.path().join("run");
     let mut args = vec![
-        "fit", "--data", s(&data), "--out", s(&out), "--steps", "6", "--batch-size", "16", "--no-progress",
-        "--set", "log_interval_steps=2", "--set", "eval_interval_steps=3", "--device", "cpu",
+        "fit",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--steps",
+        "6",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--set",
+        "log_interval_steps=2",
+        "--set",
+        "eval_interval_steps=3",
+        "--device",
+        "cpu",
     ];
     args.extend(SMALL_NETS);
     let run = bridge_train(&args);
@@ -151,20 +173,50 @@ fn fit_writes_a_loadable_checkpoint_with_metrics_and_resumes() {
     // Actions span [-5, 5]: the 1st..99th percentile map, not the identity.
     let norm = agent.action_norm();
     assert_ne!(norm, &ActionNorm::identity(2));
-    assert!(norm.low.iter().all(|&l| l < -4.0) && norm.high.iter().all(|&h| h > 4.0), "{norm:?}");
+    assert!(
+        norm.low.iter().all(|&l| l < -4.0) && norm.high.iter().all(|&h| h > 4.0),
+        "{norm:?}"
+    );
     let log = records(&out);
     assert_eq!(steps_of(&log, Split::Train), [2, 4, 6]);
     assert_eq!(steps_of(&log, Split::Val), [3, 6]);
-    assert!(log.iter().all(|r| r.total_loss.is_finite() && r.loss_backup != 0.0));
+    assert!(
+        log.iter()
+            .all(|r| r.total_loss.is_finite() && r.loss_backup != 0.0)
+    );
 
-    let resumed = bridge_train(&["fit", "--data", s(&data), "--out", s(&out), "--resume", s(&out), "--steps", "8", "--no-progress"]);
+    let resumed = bridge_train(&[
+        "fit",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--resume",
+        s(&out),
+        "--steps",
+        "8",
+        "--no-progress",
+    ]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(Agent::load(&out, &Device::Cpu).unwrap().step(), 8);
     assert_eq!(steps_of(&records(&out), Split::Train), [2, 4, 6, 8]);
 
-    let again = bridge_train(&["fit", "--data", s(&data), "--out", s(&out), "--steps", "2", "--no-progress"]);
+    let again = bridge_train(&[
+        "fit",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--steps",
+        "2",
+        "--no-progress",
+    ]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already holds a checkpoint"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already holds a checkpoint"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -175,14 +227,35 @@ fn fit_trains_pixel_data_and_gcbc() {
     for algo in ["mqe", "gcbc"] {
         let out = dir.path().join(algo);
         let mut args = vec![
-            "fit", "--data", s(&data), "--out", s(&out), "--steps", "2", "--batch-size", "4", "--algo", algo, "--no-progress",
+            "fit",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--algo",
+            algo,
+            "--no-progress",
         ];
         args.extend(SMALL_NETS);
         let run = bridge_train(&args);
         assert!(run.status.success(), "{algo}: {}", stderr(&run));
         let agent = Agent::load(&out, &Device::Cpu).unwrap();
-        assert_eq!(agent.model_config().obs, ObsKind::Pixels { size_px: 8, channels: 3 });
-        assert_eq!(agent.action_norm(), &ActionNorm::identity(7), "actions already in [-1, 1]");
+        assert_eq!(
+            agent.model_config().obs,
+            ObsKind::Pixels {
+                size_px: 8,
+                channels: 3
+            }
+        );
+        assert_eq!(
+            agent.action_norm(),
+            &ActionNorm::identity(7),
+            "actions already in [-1, 1]"
+        );
         assert_eq!(agent.train_config().one_step_prob, 0.1, "pixel default");
         assert_eq!(agent.step(), 2);
     }
@@ -190,7 +263,17 @@ fn fit_trains_pixel_data_and_gcbc() {
 
 #[test]
 fn config_prints_the_resolved_toml() {
-    let run = bridge_train(&["config", "--algo", "gcbc", "--steps", "77", "--set", "gamma=0.9", "--set", "mlp_hidden=[8, 8]"]);
+    let run = bridge_train(&[
+        "config",
+        "--algo",
+        "gcbc",
+        "--steps",
+        "77",
+        "--set",
+        "gamma=0.9",
+        "--set",
+        "mlp_hidden=[8, 8]",
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let config: RunConfig = toml::from_str(&String::from_utf8(run.stdout).unwrap()).unwrap();
     assert_eq!(config.model.algo, mqe::Algo::Gcbc);
@@ -218,5 +301,8 @@ fn bad_keys_and_missing_files_are_named() {
     let run = bridge_train(&["fit", "--data", s(&missing), "--out", s(&out)]);
     assert!(!run.status.success());
     assert!(stderr(&run).contains(s(&missing)), "{}", stderr(&run));
-    assert!(!out.exists(), "nothing is written when the data are missing");
+    assert!(
+        !out.exists(),
+        "nothing is written when the data are missing"
+    );
 }

@@ -64,10 +64,24 @@ fn resumed_run_matches_an_uninterrupted_one() {
     let val = maze.segments(20, 8, 0.3, 2).to_dataset().unwrap();
     let dev = Device::Cpu;
     let whole_dir = tempfile::tempdir().unwrap();
-    let whole = fit(&train, Some(&val), &config(STEPS, &[]), &options(whole_dir.path(), None), &dev).unwrap();
+    let whole = fit(
+        &train,
+        Some(&val),
+        &config(STEPS, &[]),
+        &options(whole_dir.path(), None),
+        &dev,
+    )
+    .unwrap();
 
     let split_dir = tempfile::tempdir().unwrap();
-    let first = fit(&train, Some(&val), &config(STEPS / 2, &[]), &options(split_dir.path(), None), &dev).unwrap();
+    let first = fit(
+        &train,
+        Some(&val),
+        &config(STEPS / 2, &[]),
+        &options(split_dir.path(), None),
+        &dev,
+    )
+    .unwrap();
     assert_eq!(first.agent.step(), STEPS / 2);
     drop(first);
     let second = fit(
@@ -84,14 +98,33 @@ fn resumed_run_matches_an_uninterrupted_one() {
     let resumed_train = train_records(&second.records);
     assert_eq!(whole_train.len(), STEPS as usize);
     assert_eq!(resumed_train.len(), (STEPS / 2) as usize);
-    for (a, b) in whole_train[(STEPS / 2) as usize..].iter().zip(&resumed_train) {
+    for (a, b) in whole_train[(STEPS / 2) as usize..]
+        .iter()
+        .zip(&resumed_train)
+    {
         same_losses(a, b);
     }
     // The losses moved: the comparison above is not between constant numbers.
-    assert_ne!(whole_train[0].total_loss, whole_train[STEPS as usize - 1].total_loss);
-    for ((name, a), (_, b)) in whole.agent.parameters().iter().zip(second.agent.parameters()) {
-        let diff = (a.as_tensor() - b.as_tensor()).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() <= 1e-6, "parameter {name} differs");
+    assert_ne!(
+        whole_train[0].total_loss,
+        whole_train[STEPS as usize - 1].total_loss
+    );
+    for ((name, a), (_, b)) in whole
+        .agent
+        .parameters()
+        .iter()
+        .zip(second.agent.parameters())
+    {
+        let diff = (a.as_tensor() - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(
+            diff.to_scalar::<f32>().unwrap() <= 1e-6,
+            "parameter {name} differs"
+        );
     }
     // The metrics log of the split run holds both halves.
     let log = std::fs::read_to_string(split_dir.path().join("metrics.jsonl")).unwrap();
@@ -109,16 +142,50 @@ fn resume_refuses_a_changed_setting_and_fresh_runs_refuse_a_checkpoint() {
     let train = Maze::new().segments(30, 8, 0.3, 3).to_dataset().unwrap();
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
-    fit(&train, None, &config(2, &[]), &options(dir.path(), None), &dev).unwrap();
+    fit(
+        &train,
+        None,
+        &config(2, &[]),
+        &options(dir.path(), None),
+        &dev,
+    )
+    .unwrap();
 
     let changed = config(4, &["gamma=0.9"]);
-    let err = fit(&train, None, &changed, &options(dir.path(), Some(dir.path())), &dev).err().unwrap();
-    assert!(matches!(&err, FitError::ResumeMismatch { field, .. } if field == "gamma"), "{err}");
+    let err = fit(
+        &train,
+        None,
+        &changed,
+        &options(dir.path(), Some(dir.path())),
+        &dev,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, FitError::ResumeMismatch { field, .. } if field == "gamma"),
+        "{err}"
+    );
 
-    let err = fit(&train, None, &config(2, &[]), &options(dir.path(), None), &dev).err().unwrap();
+    let err = fit(
+        &train,
+        None,
+        &config(2, &[]),
+        &options(dir.path(), None),
+        &dev,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, FitError::OutDirTaken { .. }), "{err}");
 
     let wider = config(4, &["mlp_hidden=[64, 64]"]);
-    let err = fit(&train, None, &wider, &options(dir.path(), Some(dir.path())), &dev).err().unwrap();
+    let err = fit(
+        &train,
+        None,
+        &wider,
+        &options(dir.path(), Some(dir.path())),
+        &dev,
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("mlp_hidden"), "{err}");
 }

@@ -57,7 +57,8 @@ impl Model {
 
     /// Whether this model has `register` (e.g. XL430 has no current registers).
     pub fn has(self, register: &Register) -> bool {
-        self.registers().any(|r| r.address == register.address && r.name == register.name)
+        self.registers()
+            .any(|r| r.address == register.address && r.name == register.name)
     }
 
     /// Factory default of `register` on this model (some differ between models).
@@ -195,7 +196,9 @@ impl Models {
     fn contains(self, model: Model) -> bool {
         matches!(
             (self, model),
-            (Models::Both, _) | (Models::XmOnly, Model::Xm430W350) | (Models::XlOnly, Model::Xl430W250)
+            (Models::Both, _)
+                | (Models::XmOnly, Model::Xm430W350)
+                | (Models::XlOnly, Model::Xl430W250)
         )
     }
 }
@@ -219,7 +222,17 @@ const fn reg(
 ) -> Entry {
     Entry {
         models,
-        register: Register { name, address, size, access, unit, signed, min, max, default },
+        register: Register {
+            name,
+            address,
+            size,
+            access,
+            unit,
+            signed,
+            min,
+            max,
+            default,
+        },
     }
 }
 
@@ -418,7 +431,10 @@ impl OperatingMode {
     pub fn supported_by(self, model: Model) -> bool {
         !matches!(
             (self, model),
-            (OperatingMode::Current | OperatingMode::CurrentBasedPosition, Model::Xl430W250)
+            (
+                OperatingMode::Current | OperatingMode::CurrentBasedPosition,
+                Model::Xl430W250
+            )
         )
     }
 }
@@ -453,7 +469,12 @@ mod tests {
             let regs: Vec<_> = model.registers().collect();
             for pair in regs.windows(2) {
                 let end = pair[0].address + u16::from(pair[0].size);
-                assert!(end <= pair[1].address, "{model}: {} overlaps {}", pair[0].name, pair[1].name);
+                assert!(
+                    end <= pair[1].address,
+                    "{model}: {} overlaps {}",
+                    pair[0].name,
+                    pair[1].name
+                );
             }
             let last = regs.last().map(|r| r.address as usize + r.size as usize);
             assert!(last <= Some(Model::MEMORY_BYTES));
@@ -464,7 +485,10 @@ mod tests {
     fn model_specific_registers() {
         assert!(Model::Xm430W350.register("Present_Current").is_some());
         assert!(Model::Xl430W250.register("Present_Current").is_none());
-        assert_eq!(Model::Xl430W250.register_at(126).map(|r| r.name), Some("Present_Load"));
+        assert_eq!(
+            Model::Xl430W250.register_at(126).map(|r| r.name),
+            Some("Present_Load")
+        );
         assert!(Model::Xl430W250.register("Goal_Current").is_none());
         assert_eq!(Model::from_model_number(1060), Some(Model::Xl430W250));
         assert_eq!(Model::from_model_number(1020), Some(Model::Xm430W350));

@@ -40,7 +40,10 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     #[error("servo configuration {source_name}: {message}")]
-    Invalid { source_name: String, message: String },
+    Invalid {
+        source_name: String,
+        message: String,
+    },
     #[error("servo configuration {source_name}: servo {id} ({joint}): field `{field}`: {message}")]
     Servo {
         source_name: String,
@@ -140,7 +143,9 @@ impl FirmwareConfig {
 
     /// The master servo driving `joint`.
     pub fn master(&self, joint: Joint) -> Option<&ServoConfig> {
-        self.servos.iter().find(|s| s.joint == joint && !s.is_shadow())
+        self.servos
+            .iter()
+            .find(|s| s.joint == joint && !s.is_shadow())
     }
 
     /// IDs of the masters in [`Joint::ALL`] order: the six arm joints, then the gripper.
@@ -156,7 +161,11 @@ impl FirmwareConfig {
 
     /// Every EEPROM register value `servo` should hold, in address order.
     pub fn eeprom_settings(&self, servo: &ServoConfig) -> Vec<(Register, i64)> {
-        let mut drive = if servo.reverse { drive_mode::REVERSE } else { 0 };
+        let mut drive = if servo.reverse {
+            drive_mode::REVERSE
+        } else {
+            0
+        };
         if self.time_based_profile {
             drive |= drive_mode::TIME_BASED_PROFILE;
         }
@@ -166,7 +175,10 @@ impl FirmwareConfig {
         };
         put(reg::DRIVE_MODE, i64::from(drive));
         put(reg::OPERATING_MODE, i64::from(servo.operating_mode.raw()));
-        put(reg::SECONDARY_ID, i64::from(servo.shadow_of.unwrap_or(SECONDARY_ID_OFF)));
+        put(
+            reg::SECONDARY_ID,
+            i64::from(servo.shadow_of.unwrap_or(SECONDARY_ID_OFF)),
+        );
         put(reg::MIN_POSITION_LIMIT, servo.min_position_ticks);
         put(reg::MAX_POSITION_LIMIT, servo.max_position_ticks);
         for (name, value) in self.common.eeprom.iter().chain(&servo.eeprom) {
@@ -206,7 +218,11 @@ impl FirmwareConfig {
             )));
         }
         for joint in Joint::ALL {
-            let masters = self.servos.iter().filter(|s| s.joint == joint && !s.is_shadow()).count();
+            let masters = self
+                .servos
+                .iter()
+                .filter(|s| s.joint == joint && !s.is_shadow())
+                .count();
             if masters != 1 {
                 return Err(invalid(format!(
                     "joint `{joint}` has {masters} master servos, expected exactly 1"
@@ -238,25 +254,37 @@ impl FirmwareConfig {
                 .servo(master_id)
                 .ok_or_else(|| fail("shadow_of", format!("no servo has ID {master_id}")))?;
             if master.is_shadow() {
-                return Err(fail("shadow_of", format!("servo {master_id} is itself a shadow")));
+                return Err(fail(
+                    "shadow_of",
+                    format!("servo {master_id} is itself a shadow"),
+                ));
             }
             if master.model != servo.model {
                 return Err(fail(
                     "shadow_of",
-                    format!("master {master_id} is a {}, this servo a {}", master.model, servo.model),
+                    format!(
+                        "master {master_id} is a {}, this servo a {}",
+                        master.model, servo.model
+                    ),
                 ));
             }
             if master.joint != servo.joint {
                 return Err(fail(
                     "shadow_of",
-                    format!("master {master_id} drives `{}`, not `{}`", master.joint, servo.joint),
+                    format!(
+                        "master {master_id} drives `{}`, not `{}`",
+                        master.joint, servo.joint
+                    ),
                 ));
             }
         }
         if !servo.operating_mode.supported_by(servo.model) {
             return Err(fail(
                 "operating_mode",
-                format!("{:?} is not supported by the {}", servo.operating_mode, servo.model),
+                format!(
+                    "{:?} is not supported by the {}",
+                    servo.operating_mode, servo.model
+                ),
             ));
         }
         let limit_range = servo.model.range(&reg::MAX_POSITION_LIMIT);
@@ -267,12 +295,18 @@ impl FirmwareConfig {
             if value < limit_range.0 || value > limit_range.1 {
                 return Err(fail(
                     field,
-                    format!("{value} is outside the {}'s range {}..={}", servo.model, limit_range.0, limit_range.1),
+                    format!(
+                        "{value} is outside the {}'s range {}..={}",
+                        servo.model, limit_range.0, limit_range.1
+                    ),
                 ));
             }
         }
         if servo.min_position_ticks >= servo.max_position_ticks {
-            return Err(fail("min_position_ticks", "must be below max_position_ticks".into()));
+            return Err(fail(
+                "min_position_ticks",
+                "must be below max_position_ticks".into(),
+            ));
         }
         let sections = [
             ("common.eeprom", &self.common.eeprom, Area::Eeprom),
@@ -283,19 +317,24 @@ impl FirmwareConfig {
         for (section, values, area) in sections {
             for (name, value) in values {
                 let field = format!("{section}.{name}");
-                let register = servo
-                    .model
-                    .register(name)
-                    .ok_or_else(|| fail(&field, format!("the {} has no such register", servo.model)))?;
+                let register = servo.model.register(name).ok_or_else(|| {
+                    fail(&field, format!("the {} has no such register", servo.model))
+                })?;
                 if !register.writable() {
                     return Err(fail(&field, "is read-only".into()));
                 }
                 if register.area() != area {
-                    return Err(fail(&field, format!("is a {:?} register, not {area:?}", register.area())));
+                    return Err(fail(
+                        &field,
+                        format!("is a {:?} register, not {area:?}", register.area()),
+                    ));
                 }
                 let (lo, hi) = servo.model.range(register);
                 if *value < lo || *value > hi {
-                    return Err(fail(&field, format!("{value} is outside the valid range {lo}..={hi}")));
+                    return Err(fail(
+                        &field,
+                        format!("{value} is outside the valid range {lo}..={hi}"),
+                    ));
                 }
             }
         }
@@ -326,7 +365,12 @@ mod tests {
         let config = FirmwareConfig::wx250s();
         let shadow = config.servo(5).expect("servo 5");
         let settings = config.eeprom_settings(shadow);
-        let get = |r: Register| settings.iter().find(|(s, _)| s.address == r.address).map(|(_, v)| *v);
+        let get = |r: Register| {
+            settings
+                .iter()
+                .find(|(s, _)| s.address == r.address)
+                .map(|(_, v)| *v)
+        };
         assert_eq!(get(reg::DRIVE_MODE), Some(5)); // reverse | time-based
         assert_eq!(get(reg::SECONDARY_ID), Some(4));
         assert_eq!(get(reg::MIN_POSITION_LIMIT), Some(648));
@@ -346,39 +390,78 @@ mod tests {
 
     #[test]
     fn duplicate_id_names_the_servo() {
-        let err = with(|t| t.replace("id = 4\n", "id = 6\n")).unwrap_err().to_string();
+        let err = with(|t| t.replace("id = 4\n", "id = 6\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("servo 6") && err.contains("`id`"), "{err}");
     }
 
     #[test]
     fn shadow_of_another_model_is_rejected() {
-        let err = with(|t| t.replacen("model = \"XM430-W350\"\nshadow_of = 2", "model = \"XL430-W250\"\nshadow_of = 2", 1))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("servo 3") && err.contains("shadow_of"), "{err}");
+        let err = with(|t| {
+            t.replacen(
+                "model = \"XM430-W350\"\nshadow_of = 2",
+                "model = \"XL430-W250\"\nshadow_of = 2",
+                1,
+            )
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("servo 3") && err.contains("shadow_of"),
+            "{err}"
+        );
     }
 
     #[test]
     fn limits_outside_model_range_are_rejected() {
-        let err = with(|t| t.replace("max_position_ticks = 3447", "max_position_ticks = 5000")).unwrap_err().to_string();
-        assert!(err.contains("servo 7") && err.contains("max_position_ticks") && err.contains("5000"), "{err}");
+        let err = with(|t| t.replace("max_position_ticks = 3447", "max_position_ticks = 5000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("servo 7") && err.contains("max_position_ticks") && err.contains("5000"),
+            "{err}"
+        );
     }
 
     #[test]
     fn register_values_are_checked_by_name_area_and_range() {
-        let err = with(|t| t.replace("Return_Delay_Time = 0", "Return_Delay_Tme = 0")).unwrap_err().to_string();
-        assert!(err.contains("Return_Delay_Tme") && err.contains("no such register"), "{err}");
-        let err = with(|t| t.replace("Velocity_Limit = 131", "Velocity_Limit = 5000")).unwrap_err().to_string();
-        assert!(err.contains("Velocity_Limit") && err.contains("range"), "{err}");
-        let err = with(|t| t.replace("Status_Return_Level = 2", "Status_Return_Level = 2\nTemperature_Limit = 70"))
+        let err = with(|t| t.replace("Return_Delay_Time = 0", "Return_Delay_Tme = 0"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("Temperature_Limit") && err.contains("Eeprom"), "{err}");
+        assert!(
+            err.contains("Return_Delay_Tme") && err.contains("no such register"),
+            "{err}"
+        );
+        let err = with(|t| t.replace("Velocity_Limit = 131", "Velocity_Limit = 5000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Velocity_Limit") && err.contains("range"),
+            "{err}"
+        );
+        let err = with(|t| {
+            t.replace(
+                "Status_Return_Level = 2",
+                "Status_Return_Level = 2\nTemperature_Limit = 70",
+            )
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("Temperature_Limit") && err.contains("Eeprom"),
+            "{err}"
+        );
     }
 
     #[test]
     fn pwm_gripper_on_current_mode_xl_is_rejected() {
-        let err = with(|t| t.replace("operating_mode = \"pwm\"", "operating_mode = \"current\"")).unwrap_err().to_string();
-        assert!(err.contains("servo 9") && err.contains("operating_mode"), "{err}");
+        let err = with(|t| t.replace("operating_mode = \"pwm\"", "operating_mode = \"current\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("servo 9") && err.contains("operating_mode"),
+            "{err}"
+        );
     }
 }

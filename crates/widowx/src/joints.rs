@@ -109,7 +109,8 @@ pub const MAX_JOINT_VELOCITY_RAD_S: f64 = PI;
 pub const SLEEP_POSE_RAD: [f64; ARM_JOINTS] = [0.0, -1.80, 1.55, 0.0, 0.8, 0.0];
 
 /// Neutral pose used by the Bridge stack when it resets or recovers.
-pub const BRIDGE_NEUTRAL_POSE_RAD: [f64; ARM_JOINTS] = [-0.132, -0.762, 0.445, -0.020, 1.756, -0.160];
+pub const BRIDGE_NEUTRAL_POSE_RAD: [f64; ARM_JOINTS] =
+    [-0.132, -0.762, 0.445, -0.020, 1.756, -0.160];
 
 impl<'de> serde::Deserialize<'de> for Joint {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

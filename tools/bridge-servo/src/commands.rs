@@ -20,7 +20,7 @@ use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
 use crate::{Cli, Command, TorqueState};
 
 /// Where the commands talk: a port, and the virtual arm behind it when --sim.
-struct Target {
+pub(crate) struct Target {
     port: PathBuf,
     firmware: FirmwareConfig,
     driver: DriverConfig,
@@ -66,7 +66,7 @@ impl Target {
         })
     }
 
-    fn connect(&self) -> Result<Arm> {
+    pub(crate) fn connect(&self) -> Result<Arm> {
         Arm::connect(&self.port, self.firmware.clone(), self.driver.clone())
             .with_context(|| format!("connecting to the arm on {}", self.port.display()))
     }
@@ -142,6 +142,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Joints { count, rate_hz } => joints(&target()?, *count, *rate_hz),
         Command::Bench { cycles } => bench(&Target::new(cli, true)?, *cycles),
+        Command::Demo { square_m } => crate::demo::run(&Target::new(cli, true)?, *square_m),
     }
 }
 

@@ -17,6 +17,7 @@
 //! ```
 
 mod commands;
+mod demo;
 
 use std::path::PathBuf;
 
@@ -114,6 +115,13 @@ pub enum Command {
         /// Angles are Bridge state angles (relative to the gripper pointing down), not base-frame.
         #[arg(long)]
         bridge: bool,
+    },
+    /// The whole arm path end to end: ping, verify, torque on, drive the gripper through Bridge
+    /// targets with IK at 5 Hz while reading the joints at 100 Hz, work the gripper, park, torque off.
+    Demo {
+        /// Side of the square traced around the Bridge start pose, in metres.
+        #[arg(long, default_value_t = 0.08)]
+        square_m: f64,
     },
     /// Time control cycles (read_joint_state + write_joint_goals); with --sim the virtual arm
     /// delays replies as a real bus would.

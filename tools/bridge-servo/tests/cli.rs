@@ -198,3 +198,23 @@ fn bad_input_is_explained() {
         describe(&out)
     );
 }
+
+/// The README's first command: the whole arm path (IK -> sync write -> virtual servos -> sync read)
+/// reaches every Bridge target to within IK tolerance plus servo resolution, then parks.
+#[test]
+fn demo_reaches_every_target_and_parks() {
+    let out = bridge_servo(&["--sim", "demo", "--square-m", "0.06"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.contains("9 servos answered"), "{}", describe(&out));
+    assert!(text.contains("0 differences"), "{}", describe(&out));
+    let errors_mm: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("target"))
+        .filter_map(|l| l.split("error ").nth(1))
+        .map(|e| e.trim_end_matches(" mm").parse().unwrap())
+        .collect();
+    assert_eq!(errors_mm.len(), 5, "{}", describe(&out));
+    assert!(errors_mm.iter().all(|&e| e < 3.0), "{errors_mm:?}");
+    assert!(text.contains("parked in the sleep pose, torque off"), "{}", describe(&out));
+}

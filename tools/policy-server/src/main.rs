@@ -29,7 +29,11 @@ use mqe::{Agent, ObsKind};
 use protocol::{MAX_LINE_BYTES, Policy};
 
 #[derive(Parser)]
-#[command(name = "policy-server", version, about = "Serve an MQE checkpoint as JSON lines (stdin/stdout or TCP)")]
+#[command(
+    name = "policy-server",
+    version,
+    about = "Serve an MQE checkpoint as JSON lines (stdin/stdout or TCP)"
+)]
 struct Cli {
     /// Checkpoint directory (model.safetensors + config.toml), e.g. the --out of bridge-train fit.
     checkpoint: PathBuf,
@@ -56,7 +60,9 @@ fn main() -> Result<()> {
     let device = match cli.device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Auto => Device::cuda_if_available(0).context("probing for a CUDA device")?,
-        DeviceArg::Cuda => Device::new_cuda(0).context("opening CUDA device 0 (built with --features cuda?)")?,
+        DeviceArg::Cuda => {
+            Device::new_cuda(0).context("opening CUDA device 0 (built with --features cuda?)")?
+        }
     };
     let agent = Agent::load(&cli.checkpoint, &device)
         .with_context(|| format!("loading checkpoint {}", cli.checkpoint.display()))?;
@@ -90,7 +96,9 @@ fn serve(policy: &Policy, input: impl Read, output: impl Write) -> std::io::Resu
     let mut line = Vec::new();
     loop {
         line.clear();
-        let read = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)?;
         if read == 0 {
             return Ok(());
         }
@@ -185,7 +193,9 @@ fn bench(policy: Arc<Policy>, queries: usize) -> Result<()> {
     let mut latencies_ms = Vec::with_capacity(queries);
     for i in 0..queries.max(1) + 5 {
         let start = Instant::now();
-        writer.write_all(request.as_bytes()).context("sending a query")?;
+        writer
+            .write_all(request.as_bytes())
+            .context("sending a query")?;
         answer.clear();
         reader.read_line(&mut answer).context("reading an answer")?;
         if i >= 5 {
@@ -211,12 +221,16 @@ fn bench(policy: Arc<Policy>, queries: usize) -> Result<()> {
 /// A valid request of the checkpoint's shape (mid-grey images, or small state values).
 fn bench_request(policy: &Policy) -> String {
     let n = policy.obs_len();
-    let (obs, goal): (Vec<serde_json::Value>, Vec<serde_json::Value>) = match policy.agent().model_config().obs {
-        ObsKind::State { .. } => (
-            (0..n).map(|i| (i as f64 * 0.1).into()).collect(),
-            (0..n).map(|i| (1.0 - i as f64 * 0.1).into()).collect(),
-        ),
-        ObsKind::Pixels { .. } => ((0..n).map(|i| (i % 256).into()).collect(), vec![128.into(); n]),
-    };
+    let (obs, goal): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        match policy.agent().model_config().obs {
+            ObsKind::State { .. } => (
+                (0..n).map(|i| (i as f64 * 0.1).into()).collect(),
+                (0..n).map(|i| (1.0 - i as f64 * 0.1).into()).collect(),
+            ),
+            ObsKind::Pixels { .. } => (
+                (0..n).map(|i| (i % 256).into()).collect(),
+                vec![128.into(); n],
+            ),
+        };
     format!("{}\n", serde_json::json!({ "obs": obs, "goal": goal }))
 }

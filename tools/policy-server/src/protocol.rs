@@ -85,20 +85,32 @@ impl Policy {
         let Value::Object(fields) = request else {
             return Err("expected a JSON object {\"obs\": [...], \"goal\": [...]}".into());
         };
-        if let Some(unknown) = fields.keys().find(|k| !["obs", "goal", "id"].contains(&k.as_str())) {
-            return Err(format!("unknown field `{unknown}`; expected `obs`, `goal` and optionally `id`"));
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !["obs", "goal", "id"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown field `{unknown}`; expected `obs`, `goal` and optionally `id`"
+            ));
         }
         let obs = self.decode(&fields, "obs")?;
         let goal = self.decode(&fields, "goal")?;
-        let (action, distance) = self.infer(obs, goal).map_err(|e| format!("inference failed: {e}"))?;
+        let (action, distance) = self
+            .infer(obs, goal)
+            .map_err(|e| format!("inference failed: {e}"))?;
         let mut out = Map::new();
         out.insert("action".into(), json!(action));
-        out.insert("distance".into(), distance.map_or(Value::Null, |d| json!(d)));
+        out.insert(
+            "distance".into(),
+            distance.map_or(Value::Null, |d| json!(d)),
+        );
         Ok(out)
     }
 
     fn decode(&self, fields: &Map<String, Value>, name: &str) -> Result<Decoded, String> {
-        let value = fields.get(name).ok_or_else(|| format!("missing field `{name}`"))?;
+        let value = fields
+            .get(name)
+            .ok_or_else(|| format!("missing field `{name}`"))?;
         let items = value
             .as_array()
             .ok_or_else(|| format!("`{name}` must be an array of {}", self.obs_description()))?;
@@ -117,7 +129,9 @@ impl Policy {
                 .map(|(i, v)| {
                     v.as_u64()
                         .and_then(|x| u8::try_from(x).ok())
-                        .ok_or_else(|| format!("`{name}`[{i}] is {v}; pixels must be integers in 0..=255"))
+                        .ok_or_else(|| {
+                            format!("`{name}`[{i}] is {v}; pixels must be integers in 0..=255")
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             return Ok(Decoded::Pixels(bytes));
@@ -156,7 +170,9 @@ impl Policy {
                 Tensor::from_vec(v, (1, size_px, size_px, channels), dev)
             }
             // `decode` reads the kind from the same model config.
-            _ => Err(candle_core::Error::Msg("observation kind does not match the model".into())),
+            _ => Err(candle_core::Error::Msg(
+                "observation kind does not match the model".into(),
+            )),
         }
     }
 }
@@ -168,7 +184,12 @@ mod tests {
 
     fn policy(model: ModelConfig) -> Policy {
         let mut model = model;
-        (model.latent_dim, model.mlp_hidden, model.actor_hidden, model.encoder_dim) = (16, vec![16], vec![16], 16);
+        (
+            model.latent_dim,
+            model.mlp_hidden,
+            model.actor_hidden,
+            model.encoder_dim,
+        ) = (16, vec![16], vec![16], 16);
         let train = TrainConfig {
             batch_size: 2,
             ..TrainConfig::default()
@@ -178,13 +199,18 @@ mod tests {
 
     fn error_of(answer: &str) -> String {
         let v: Value = serde_json::from_str(answer).unwrap();
-        v["error"].as_str().unwrap_or_else(|| panic!("no error in {answer}")).to_string()
+        v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {answer}"))
+            .to_string()
     }
 
     #[test]
     fn state_requests_get_an_action_and_a_distance() {
         let p = policy(ModelConfig::state(3, 2));
-        let v: Value = serde_json::from_str(&p.answer(r#"{"obs": [0, 1, 2], "goal": [1, 1, 1], "id": 7}"#)).unwrap();
+        let v: Value =
+            serde_json::from_str(&p.answer(r#"{"obs": [0, 1, 2], "goal": [1, 1, 1], "id": 7}"#))
+                .unwrap();
         assert_eq!(v["action"].as_array().unwrap().len(), 2);
         assert!(v["distance"].as_f64().unwrap() >= 0.0);
         assert_eq!(v["id"], 7);
@@ -197,10 +223,20 @@ mod tests {
         assert!(error_of(&p.answer("[1, 2]")).contains("JSON object"));
         assert!(error_of(&p.answer(r#"{"obs": [1, 2, 3]}"#)).contains("missing field `goal`"));
         let short = error_of(&p.answer(r#"{"obs": [1, 2], "goal": [1, 2, 3]}"#));
-        assert!(short.contains("`obs` has 2 values") && short.contains("3 finite numbers"), "{short}");
-        assert!(error_of(&p.answer(r#"{"obs": [1, "x", 3], "goal": [1, 2, 3]}"#)).contains("`obs`[1]"));
-        assert!(error_of(&p.answer(r#"{"obs": [1, 2, 3], "goal": [1, 2, 1e39]}"#)).contains("`goal`[2]"));
-        assert!(error_of(&p.answer(r#"{"obs": [1, 2, 3], "goal": [1, 2, 3], "x": 1}"#)).contains("`x`"));
+        assert!(
+            short.contains("`obs` has 2 values") && short.contains("3 finite numbers"),
+            "{short}"
+        );
+        assert!(
+            error_of(&p.answer(r#"{"obs": [1, "x", 3], "goal": [1, 2, 3]}"#)).contains("`obs`[1]")
+        );
+        assert!(
+            error_of(&p.answer(r#"{"obs": [1, 2, 3], "goal": [1, 2, 1e39]}"#))
+                .contains("`goal`[2]")
+        );
+        assert!(
+            error_of(&p.answer(r#"{"obs": [1, 2, 3], "goal": [1, 2, 3], "x": 1}"#)).contains("`x`")
+        );
     }
 
     #[test]
@@ -209,7 +245,9 @@ mod tests {
         model.algo = mqe::Algo::Gcbc;
         let p = policy(model);
         let image = vec!["255"; 8 * 8 * 3].join(",");
-        let v: Value = serde_json::from_str(&p.answer(&format!(r#"{{"obs": [{image}], "goal": [{image}]}}"#))).unwrap();
+        let v: Value =
+            serde_json::from_str(&p.answer(&format!(r#"{{"obs": [{image}], "goal": [{image}]}}"#)))
+                .unwrap();
         assert_eq!(v["action"].as_array().unwrap().len(), 2, "{v}");
         assert!(v["distance"].is_null());
         let bad = vec!["256"; 8 * 8 * 3].join(",");

@@ -15,8 +15,13 @@ const B: usize = 8;
 /// Trains a small agent for a few steps on random data and saves it; the action map is not the
 /// identity, so de-normalisation is visible in the answers.
 fn checkpoint(dir: &Path, mut model: ModelConfig) -> Agent {
-    (model.latent_dim, model.mrn_components, model.mlp_hidden, model.actor_hidden, model.encoder_dim) =
-        (16, 2, vec![16], vec![16], 16);
+    (
+        model.latent_dim,
+        model.mrn_components,
+        model.mlp_hidden,
+        model.actor_hidden,
+        model.encoder_dim,
+    ) = (16, 2, vec![16], vec![16], 16);
     let dev = Device::Cpu;
     let train = TrainConfig {
         batch_size: B,
@@ -25,14 +30,18 @@ fn checkpoint(dir: &Path, mut model: ModelConfig) -> Agent {
     let mut agent = Agent::new(model.clone(), train, &dev).unwrap();
     let a = model.action_dim;
     agent
-        .set_action_norm(ActionNorm::new(vec![-2.0; a], (0..a).map(|i| 3.0 + i as f32).collect()).unwrap())
+        .set_action_norm(
+            ActionNorm::new(vec![-2.0; a], (0..a).map(|i| 3.0 + i as f32).collect()).unwrap(),
+        )
         .unwrap();
     let obs = || match model.obs {
         mqe::ObsKind::State { dim } => Tensor::randn(0f32, 1., (B, dim), &dev).unwrap(),
-        mqe::ObsKind::Pixels { size_px, channels } => Tensor::rand(0f32, 255., (B, size_px, size_px, channels), &dev)
-            .unwrap()
-            .to_dtype(DType::U8)
-            .unwrap(),
+        mqe::ObsKind::Pixels { size_px, channels } => {
+            Tensor::rand(0f32, 255., (B, size_px, size_px, channels), &dev)
+                .unwrap()
+                .to_dtype(DType::U8)
+                .unwrap()
+        }
     };
     for _ in 0..3 {
         let batch = Batch {
@@ -67,7 +76,13 @@ fn expected(agent: &Agent, obs: &[f32], goal: &[f32]) -> (Vec<f32>, f32) {
     let dev = Device::Cpu;
     let o = Tensor::from_slice(obs, (1, obs.len()), &dev).unwrap();
     let g = Tensor::from_slice(goal, (1, goal.len()), &dev).unwrap();
-    let a: Vec<f32> = agent.act(&o, &g).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let a: Vec<f32> = agent
+        .act(&o, &g)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let d = agent.distance(&o, &g).unwrap().to_vec1::<f32>().unwrap()[0];
     (agent.action_norm().denormalise(&a).unwrap(), d)
 }
@@ -88,7 +103,9 @@ fn assert_answer(answer: &Value, want: &(Vec<f32>, f32)) {
 }
 
 fn error_of(answer: &Value) -> &str {
-    answer["error"].as_str().unwrap_or_else(|| panic!("expected an error, got {answer}"))
+    answer["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error, got {answer}"))
 }
 
 #[test]
@@ -111,19 +128,36 @@ fn stdin_answers_match_the_checkpoint_and_bad_lines_get_errors() {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answers: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(answers.len(), 6, "one answer per non-empty line: {answers:?}");
-    assert_answer(&answers[0], &expected(&agent, &[0.1, 0.2, 0.3], &[1.0, 2.0, 3.0]));
+    assert_eq!(
+        answers.len(),
+        6,
+        "one answer per non-empty line: {answers:?}"
+    );
+    assert_answer(
+        &answers[0],
+        &expected(&agent, &[0.1, 0.2, 0.3], &[1.0, 2.0, 3.0]),
+    );
     assert!(error_of(&answers[1]).contains("invalid JSON"));
     assert!(error_of(&answers[2]).contains("`obs` has 2 values"));
-    assert!(error_of(&answers[3]).contains("invalid JSON"), "NaN is not JSON");
+    assert!(
+        error_of(&answers[3]).contains("invalid JSON"),
+        "NaN is not JSON"
+    );
     assert!(error_of(&answers[4]).contains("`goal`[2]"));
-    assert_answer(&answers[5], &expected(&agent, &[-1.0, 0.0, 1.0], &[0.0, 0.0, 0.0]));
+    assert_answer(
+        &answers[5],
+        &expected(&agent, &[-1.0, 0.0, 1.0], &[0.0, 0.0, 0.0]),
+    );
     assert_eq!(answers[5]["id"], "last");
     // De-normalised: the first answer's actions lie in the data range [-2, 3] x [-2, 4].
     let a0 = answers[0]["action"][0].as_f64().unwrap();
@@ -153,8 +187,13 @@ fn tcp_serves_concurrent_connections() {
     let agent = checkpoint(dir.path(), ModelConfig::state(2, 2));
     let mut child = KillOnDrop(server(dir.path(), &["--listen", "127.0.0.1:0"]));
     let mut first = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
-    let addr = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {first}"));
+    BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"));
     let mut a = TcpStream::connect(addr).unwrap();
     let mut b = TcpStream::connect(addr).unwrap();
     let mut ra = BufReader::new(a.try_clone().unwrap());
@@ -164,7 +203,10 @@ fn tcp_serves_concurrent_connections() {
     let answer_a = ask(&mut a, &mut ra, r#"{"obs": [0, 0], "goal": [1, 1]}"#);
     assert_answer(&answer_a, &expected(&agent, &[0.0, 0.0], &[1.0, 1.0]));
     assert_answer(&answer_b, &expected(&agent, &[0.5, 0.5], &[2.0, 2.0]));
-    assert!(error_of(&ask(&mut a, &mut ra, r#"{"obs": "x", "goal": [1, 1]}"#)).contains("`obs` must be an array"));
+    assert!(
+        error_of(&ask(&mut a, &mut ra, r#"{"obs": "x", "goal": [1, 1]}"#))
+            .contains("`obs` must be an array")
+    );
     // The connection survives the bad line.
     let again = ask(&mut a, &mut ra, r#"{"obs": [0, 0], "goal": [1, 1]}"#);
     assert_answer(&again, &expected(&agent, &[0.0, 0.0], &[1.0, 1.0]));
@@ -178,8 +220,18 @@ fn pixel_checkpoints_take_flat_u8_images() {
     let goal = vec![200u8; 8 * 8 * 3];
     let mut child = server(dir.path(), &[]);
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", serde_json::json!({ "obs": image, "goal": goal })).unwrap();
-    writeln!(stdin, "{}", serde_json::json!({ "obs": [1.5; 192], "goal": goal })).unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        serde_json::json!({ "obs": image, "goal": goal })
+    )
+    .unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        serde_json::json!({ "obs": vec![1.5; 192], "goal": goal })
+    )
+    .unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     let answers: Vec<Value> = String::from_utf8(out.stdout)
@@ -190,9 +242,18 @@ fn pixel_checkpoints_take_flat_u8_images() {
     let dev = Device::Cpu;
     let o = Tensor::from_slice(&image, (1, 8, 8, 3), &dev).unwrap();
     let g = Tensor::from_slice(&goal, (1, 8, 8, 3), &dev).unwrap();
-    let a: Vec<f32> = agent.act(&o, &g).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let a: Vec<f32> = agent
+        .act(&o, &g)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let d = agent.distance(&o, &g).unwrap().to_vec1::<f32>().unwrap()[0];
-    assert_answer(&answers[0], &(agent.action_norm().denormalise(&a).unwrap(), d));
+    assert_answer(
+        &answers[0],
+        &(agent.action_norm().denormalise(&a).unwrap(), d),
+    );
     assert!(error_of(&answers[1]).contains("0..=255"));
 }
 
@@ -200,10 +261,19 @@ fn pixel_checkpoints_take_flat_u8_images() {
 fn bench_reports_latency_and_bad_checkpoints_are_named() {
     let dir = tempfile::tempdir().unwrap();
     checkpoint(dir.path(), ModelConfig::state(2, 2));
-    let out = server(dir.path(), &["--bench", "50"]).wait_with_output().unwrap();
+    let out = server(dir.path(), &["--bench", "50"])
+        .wait_with_output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("50 queries") && text.contains("p50") && text.contains("p99"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("50 queries") && text.contains("p50") && text.contains("p99"),
+        "{text}"
+    );
     println!("{text}");
 
     let missing = dir.path().join("no-such-checkpoint");

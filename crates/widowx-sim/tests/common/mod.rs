@@ -65,17 +65,21 @@ impl RawClient {
         bytes
     }
 
-    /// Bytes until the line has been quiet for `quiet` after the first byte, or `max` passed.
-    pub fn collect_until_quiet(&mut self, max: Duration, quiet: Duration) -> Vec<u8> {
-        let deadline = Instant::now() + max;
+    /// Bytes until `packets` whole packets are in, or the line has been quiet for `quiet`,
+    /// or `max` has passed.
+    pub fn collect_packets(&mut self, packets: usize, max: Duration, quiet: Duration) -> Vec<u8> {
+        let started = Instant::now();
         let mut bytes = std::mem::take(&mut self.parser_buffer);
-        let mut last_byte_at: Option<Instant> = None;
+        let mut last_byte_at = started;
         let mut chunk = [0u8; 1024];
-        while Instant::now() < deadline && last_byte_at.is_none_or(|t| t.elapsed() < quiet) {
+        while started.elapsed() < max
+            && last_byte_at.elapsed() < quiet
+            && split_packets(&bytes).len() < packets
+        {
             match self.port.read(&mut chunk) {
                 Ok(n) if n > 0 => {
                     bytes.extend_from_slice(&chunk[..n]);
-                    last_byte_at = Some(Instant::now());
+                    last_byte_at = Instant::now();
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
