@@ -253,13 +253,15 @@ fn start_agent(
     let model = config
         .model
         .model_config(obs_kind(train)?, train.action_dim());
+    // Never overwrite a checkpoint other than the one being continued.
+    let holds_checkpoint = options.out_dir.join(mqe::checkpoint::CONFIG_FILE).exists();
+    let continues_out_dir = options.resume.as_deref().is_some_and(|dir| same_dir(dir, &options.out_dir));
+    if holds_checkpoint && !continues_out_dir {
+        return Err(FitError::OutDirTaken {
+            path: options.out_dir.clone(),
+        });
+    }
     let Some(dir) = &options.resume else {
-        let existing = options.out_dir.join(mqe::checkpoint::CONFIG_FILE);
-        if existing.exists() {
-            return Err(FitError::OutDirTaken {
-                path: options.out_dir.clone(),
-            });
-        }
         let mut agent = Agent::new(model, config.train.clone(), device)?;
         agent.set_action_norm(action_norm_for(train))?;
         return Ok(agent);
@@ -270,7 +272,14 @@ fn start_agent(
     Ok(agent)
 }
 
-/// Fields of [`TrainConfig`] a resumed run may change: they do not affect the updates.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Fields of [`mqe::TrainConfig`] a resumed run may change: they do not affect the updates.
 const SCHEDULE_FIELDS: [&str; 4] = [
     "steps",
     "log_interval_steps",

@@ -34,7 +34,7 @@ use candle_core::Device;
 use mqe::Agent;
 
 /// Training steps of each method.
-const STEPS: u64 = 2000;
+const STEPS: u64 = 2500;
 const ROLLOUTS_PER_TASK: usize = 20;
 const START_JITTER_M: f32 = 0.2;
 const MAX_STEPS: usize = 100;

@@ -83,7 +83,10 @@ fn calibrated_shadow_reads_the_master_angle_and_follows_goals() {
     bus.write_u32(2, reg::GOAL_POSITION.address, goal as u32)
         .unwrap();
     assert_eq!(arm.register(3, &reg::GOAL_POSITION), Some(goal));
-    assert!(wait_for(Duration::from_secs(1), || present(&arm, 2) == goal));
+    assert!(wait_for(Duration::from_secs(1), || arm
+        .register(2, &reg::MOVING)
+        == Some(0)));
+    assert_eq!(present(&arm, 2), goal);
     assert_eq!(present(&arm, 3), goal);
     // Calibrated: the shadow does not fight its master.
     let current = arm.register(3, &reg::PRESENT_CURRENT).unwrap();
@@ -331,4 +334,27 @@ fn changing_the_id_answers_from_the_old_id_then_the_new() {
     assert_eq!(bus.ping(20).unwrap().data.model, 1020);
     assert!(bus.ping(6).is_err());
     assert_eq!(arm.register(20, &reg::ID), Some(20));
+}
+
+#[test]
+fn factory_reset_keeps_id_and_baud_when_asked() {
+    let arm = spawn();
+    let mut bus = bus(&arm);
+    bus.write_u8(6, reg::TORQUE_ENABLE.address, 1).unwrap();
+    let refused = bus.factory_reset(
+        6,
+        dynamixel2::instructions::FactoryResetKind::KeepIdAndBaudRate,
+    );
+    assert!(refused.is_err(), "not while torque is on");
+    assert_eq!(arm.register(6, &reg::RETURN_DELAY_TIME), Some(0));
+    bus.write_u8(6, reg::TORQUE_ENABLE.address, 0).unwrap();
+    bus.factory_reset(
+        6,
+        dynamixel2::instructions::FactoryResetKind::KeepIdAndBaudRate,
+    )
+    .unwrap();
+    assert_eq!(arm.register(6, &reg::RETURN_DELAY_TIME), Some(250));
+    assert_eq!(arm.register(6, &reg::VELOCITY_LIMIT), Some(200));
+    assert_eq!(arm.register(6, &reg::BAUD_RATE), Some(3));
+    assert_eq!(bus.ping(6).unwrap().data.model, 1020);
 }

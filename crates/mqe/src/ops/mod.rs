@@ -10,8 +10,8 @@
 //! - [`mrn_pairwise`] and [`mrn_matched`]: the MRN quasimetric (mqe.md section 3), fused so that
 //!   no `[.., D]` pairwise difference is ever stored.
 //!
-//! The fast paths need contiguous-able f32 tensors on the CPU. Tensors on other devices or of other
-//! dtypes go through a composition of candle's own ops (no fast backward for the pool there).
+//! The fast paths take f32 tensors on the CPU, of any layout (they are made contiguous first). Tensors on other devices or of other
+//! dtypes go through a composition of candle's own ops (there the pool has no backward pass).
 //! Gradients flow through `Tensor::backward()` to every input, bias included. The backward passes are
 //! first-order only: the gradient tensors they produce carry no graph of their own.
 //!

@@ -317,7 +317,7 @@ impl Link {
             + self.wire_time(INSTRUCTION_OVERHEAD_BYTES + 4 + pending.len())
             + reply_wait;
         let mut last_problem = None;
-        for _ in 0..pending.len() {
+        while received.iter().any(|r| !r) {
             match self.bus.read_status_response_deadline(deadline) {
                 Ok(status) => {
                     let index = ids.iter().position(|&id| id == status.packet_id());
@@ -327,7 +327,11 @@ impl Link {
                         {
                             on_reply(i, status.parameters(), status.alert());
                             received[i] = true;
+                            deadline = Instant::now() + reply_wait;
                         }
+                        // A late reply to an earlier attempt from a servo already heard this
+                        // time: stale, not corrupt. Skip it and keep waiting for the others.
+                        Some(i) if received[i] => {}
                         _ => {
                             last_problem = Some(Retryable::Corrupt(format!(
                                 "unexpected reply from ID {} with {} bytes",
@@ -344,7 +348,6 @@ impl Link {
                     fatal @ Failure::Fatal(_) => return Err(fatal),
                 },
             }
-            deadline = Instant::now() + reply_wait;
         }
         last_problem.map_or(Ok(()), |p| Err(Failure::Retry(p)))
     }
