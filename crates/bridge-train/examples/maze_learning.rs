@@ -115,7 +115,15 @@ fn main() -> Result<()> {
         get("max_steps").parse()?,
         7,
     )?;
-    let near = success_rate(&maze, &outcome.agent, &maze.near_tasks(), 5, 0.2, get("max_steps").parse()?, 7)?;
+    let near = success_rate(
+        &maze,
+        &outcome.agent,
+        &maze.near_tasks(),
+        5,
+        0.2,
+        get("max_steps").parse()?,
+        7,
+    )?;
     println!(
         "RESULT {:?} success {rate:.3} (left->right {there:.3}) near {near:.3} train {train_s:.1}s eval {:.1}s",
         p,

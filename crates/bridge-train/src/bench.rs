@@ -151,11 +151,11 @@ fn bench_sampler(
     for _ in 1..batches {
         batch = sample()?;
     }
-    let rates: Vec<f64> = times.iter().map(|t| 1.0 / t.max(1e-9)).collect();
+    let times_ms: Vec<f64> = times.iter().map(|t| t * 1e3).collect();
     let row = summarise(
         format!("sampler + to tensors, {}", setup.label),
-        rates,
-        "batches/s",
+        times_ms,
+        "ms/batch",
     );
     Ok((row, batch))
 }
@@ -229,6 +229,15 @@ fn summarise(name: String, mut samples: Vec<f64>, unit: &'static str) -> BenchRo
         unit,
         samples: samples.len(),
     }
+}
+
+/// Sampler throughput in batches per second, from the median time per batch of each sampler
+/// row: `(name, batches_per_s)`.
+pub fn sampler_rates(rows: &[BenchRow]) -> Vec<(String, f64)> {
+    rows.iter()
+        .filter(|r| r.unit == "ms/batch")
+        .map(|r| (r.name.clone(), 1e3 / r.p50.max(1e-9)))
+        .collect()
 }
 
 /// The rows as an aligned text table.

@@ -255,7 +255,10 @@ fn start_agent(
         .model_config(obs_kind(train)?, train.action_dim());
     // Never overwrite a checkpoint other than the one being continued.
     let holds_checkpoint = options.out_dir.join(mqe::checkpoint::CONFIG_FILE).exists();
-    let continues_out_dir = options.resume.as_deref().is_some_and(|dir| same_dir(dir, &options.out_dir));
+    let continues_out_dir = options
+        .resume
+        .as_deref()
+        .is_some_and(|dir| same_dir(dir, &options.out_dir));
     if holds_checkpoint && !continues_out_dir {
         return Err(FitError::OutDirTaken {
             path: options.out_dir.clone(),

@@ -166,6 +166,8 @@ fn device(arg: DeviceArg) -> Result<Device> {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first statement of main: no other thread has been started yet.
+    unsafe { mqe::threads::prefer_inline_elementwise_ops() };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -268,5 +270,8 @@ fn run_bench(steps: usize, queries: usize, pixels: bool, dev: DeviceArg) -> Resu
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     print!("{}", bench::format_table(&rows));
+    for (name, rate) in bench::sampler_rates(&rows) {
+        println!("{name}: {rate:.0} batches/s (from the median)");
+    }
     Ok(())
 }

@@ -351,7 +351,11 @@ mod tests {
     fn near_tasks_are_the_twelve_one_cell_moves() {
         let tasks = Maze::new().near_tasks();
         assert_eq!(tasks.len(), 12);
-        assert!(tasks.iter().all(|t| (distance_m(t.start_m, t.goal_m) - 1.0).abs() < 1e-6));
+        assert!(
+            tasks
+                .iter()
+                .all(|t| (distance_m(t.start_m, t.goal_m) - 1.0).abs() < 1e-6)
+        );
     }
 
     #[test]

@@ -11,16 +11,21 @@
 //!
 //! Tuning record (success on the far tasks over 40 rollouts; 3000 steps unless noted; width 128,
 //! 2 hidden layers, latent 64 with 4 MRN components, batch 128, actor random-goal share 0.5 as
-//! in OGBench stitch data):
+//! in OGBench stitch data; a seed changes the segments, the initialisation and the sampling; the
+//! lr 3e-4 rows ran on an earlier build of `mqe`, changed since):
 //! - batch 256, gamma 0.97, lr 3e-4, 1000 steps: 0.00 (and 0.19 s/step: the pairwise critic
 //!   loss grows with B^2, so batch 128 was used from then on).
 //! - gamma 0.97, lr 3e-4, alpha 0.1: 0.50, 0.68 (seeds 0, 1); gamma 0.99, alpha 0.03: 0.00.
 //! - gamma 0.95, lr 3e-4, alpha 0.1: 0.83, 0.63, 0.95 (seeds 0-2); width 256: 0.95, 1.00.
 //! - gamma 0.95, lr 1e-3, alpha 0.03: 1.00, 0.98, 1.00; alpha 0.3: 1.00, 1.00, 1.00;
 //!   3 hidden layers, alpha 0.1: 1.00, 1.00, 1.00.
-//! - GCBC with the same settings: 0.00 on every seed (3000 steps).
-//! - Chosen: gamma 0.95, lr 1e-3, alpha 0.3, STEPS below (see the numbers printed by this test
-//!   with `--nocapture`).
+//! - gamma 0.95, lr 1e-3, alpha 0.3 with fewer steps: 1500 steps 1.00, 0.50, 0.58, 0.50
+//!   (seeds 0-3); 2000 steps 1.00, 1.00, 1.00, 0.88.
+//! - GCBC with the same settings: 0.00 on every seed (3000 steps), while it solves the one-cell
+//!   moves (1.00).
+//! - Chosen: gamma 0.95, lr 1e-3, alpha 0.3, 2500 steps, seed 0. Measured: MQE 1.00, GCBC 0.00
+//!   on the far tasks; both 1.00 on the one-cell moves; 53 s for the whole test on an idle
+//!   2-core machine (84 s when shared with other builds), nearly all of it MQE training.
 //!
 //! (`cargo run -p bridge-train --example maze_learning -- key=value ...` reruns any of these.)
 
@@ -89,13 +94,22 @@ fn mqe_stitches_segments_that_gcbc_cannot() {
     let gcbc = train(&data, "gcbc");
     let gcbc_s = start.elapsed().as_secs_f64();
 
-    let (mqe_far, gcbc_far) = (rate(&mqe, &far, ROLLOUTS_PER_TASK), rate(&gcbc, &far, ROLLOUTS_PER_TASK));
+    let (mqe_far, gcbc_far) = (
+        rate(&mqe, &far, ROLLOUTS_PER_TASK),
+        rate(&gcbc, &far, ROLLOUTS_PER_TASK),
+    );
     let (mqe_near, gcbc_near) = (rate(&mqe, &near, 5), rate(&gcbc, &near, 5));
     println!(
         "far tasks: MQE {mqe_far:.3}, GCBC {gcbc_far:.3}; one-cell moves: MQE {mqe_near:.3}, GCBC {gcbc_near:.3}; \
          training {STEPS} steps: MQE {mqe_s:.1} s, GCBC {gcbc_s:.1} s"
     );
-    assert!(gcbc_near >= 0.7, "the GCBC baseline must at least do what the data show: {gcbc_near}");
+    assert!(
+        gcbc_near >= 0.7,
+        "the GCBC baseline must at least do what the data show: {gcbc_near}"
+    );
     assert!(mqe_far >= 0.8, "MQE far-task success {mqe_far}");
-    assert!(mqe_far - gcbc_far >= 0.5, "MQE {mqe_far} vs GCBC {gcbc_far}");
+    assert!(
+        mqe_far - gcbc_far >= 0.5,
+        "MQE {mqe_far} vs GCBC {gcbc_far}"
+    );
 }

@@ -179,12 +179,34 @@ fn resume_refuses_a_changed_setting_and_fresh_runs_refuse_a_checkpoint() {
 
     // Continuing `dir` into another directory that holds a checkpoint would overwrite it.
     let other = tempfile::tempdir().unwrap();
-    fit(&train, None, &config(1, &[]), &options(other.path(), None), &dev).unwrap();
-    let err = fit(&train, None, &config(4, &[]), &options(other.path(), Some(dir.path())), &dev).err().unwrap();
+    fit(
+        &train,
+        None,
+        &config(1, &[]),
+        &options(other.path(), None),
+        &dev,
+    )
+    .unwrap();
+    let err = fit(
+        &train,
+        None,
+        &config(4, &[]),
+        &options(other.path(), Some(dir.path())),
+        &dev,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, FitError::OutDirTaken { .. }), "{err}");
     // ... while an empty one is fine, and the original stays at its step.
     let fresh = tempfile::tempdir().unwrap();
-    let moved = fit(&train, None, &config(4, &[]), &options(fresh.path(), Some(dir.path())), &dev).unwrap();
+    let moved = fit(
+        &train,
+        None,
+        &config(4, &[]),
+        &options(fresh.path(), Some(dir.path())),
+        &dev,
+    )
+    .unwrap();
     assert_eq!(moved.agent.step(), 4);
     assert_eq!(mqe::Agent::load(dir.path(), &dev).unwrap().step(), 2);
 

@@ -10,7 +10,8 @@
 //! Speed on small CPUs: candle's elementwise thread pool spins while it waits, and on a 2-core
 //! machine it competes with the rayon pool the matmuls and this crate's kernels use. Running with
 //! `CANDLE_NUM_THREADS=1` (elementwise ops inline, matmuls still parallel) measured 330 ms instead
-//! of 495 ms per state train step there. Binaries can set it before any thread starts.
+//! of 495 ms per state train step there. Binaries call [`threads::prefer_inline_elementwise_ops`]
+//! first thing in `main`.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -45,6 +46,7 @@ pub mod layers;
 pub mod losses;
 pub mod ops;
 pub mod params;
+pub mod threads;
 
 pub use action::ActionNorm;
 pub use adam::{Adam, AdamParams};

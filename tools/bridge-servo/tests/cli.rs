@@ -216,5 +216,9 @@ fn demo_reaches_every_target_and_parks() {
         .collect();
     assert_eq!(errors_mm.len(), 5, "{}", describe(&out));
     assert!(errors_mm.iter().all(|&e| e < 3.0), "{errors_mm:?}");
-    assert!(text.contains("parked in the sleep pose, torque off"), "{}", describe(&out));
+    assert!(
+        text.contains("parked in the sleep pose, torque off"),
+        "{}",
+        describe(&out)
+    );
 }

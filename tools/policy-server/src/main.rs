@@ -56,6 +56,8 @@ enum DeviceArg {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first statement of main: no other thread has been started yet.
+    unsafe { mqe::threads::prefer_inline_elementwise_ops() };
     let cli = Cli::parse();
     let device = match cli.device {
         DeviceArg::Cpu => Device::Cpu,
