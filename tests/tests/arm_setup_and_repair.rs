@@ -46,10 +46,7 @@ fn set_up_move_fault_repair_and_park() {
     let mut sim_config = SimConfig::new(firmware.clone());
     sim_config.initial_eeprom = InitialEeprom::Factory;
     let sim = VirtualArm::spawn(sim_config).expect("virtual arm");
-    let driver = DriverConfig {
-        reply_timeout_s: 0.25, // the virtual servos share the CPU with the test harness
-        ..DriverConfig::default()
-    };
+    let driver = widowx_sim::driver_config(DriverConfig::default());
     let mut arm = Arm::connect(sim.port_path(), firmware, driver).expect("connect");
 
     // A new arm differs from the configuration; apply fixes it, including shadow calibration.

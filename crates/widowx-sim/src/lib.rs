@@ -47,6 +47,20 @@ use crate::server::{Control, Server, Shared};
 
 pub use crate::arm::OVERLOAD_BIT;
 
+/// Reply timeout for a driver talking to the virtual arm. Its servos are threads sharing the CPU
+/// with everything else on the machine (a test suite, a compiler), so a reply can be late by a
+/// scheduler slice even though the bus timing itself is exact. Real hardware keeps the driver's
+/// tight default.
+pub const DRIVER_REPLY_TIMEOUT_S: f64 = 0.25;
+
+/// `driver` with its reply timeout raised to [`DRIVER_REPLY_TIMEOUT_S`] for the virtual arm.
+pub fn driver_config(driver: widowx::driver::DriverConfig) -> widowx::driver::DriverConfig {
+    widowx::driver::DriverConfig {
+        reply_timeout_s: driver.reply_timeout_s.max(DRIVER_REPLY_TIMEOUT_S),
+        ..driver
+    }
+}
+
 /// How long [`VirtualArm::vanish`] waits for the server thread to close the port.
 const VANISH_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -52,7 +52,7 @@ impl Target {
             });
         }
         let driver = if cli.driver_config.is_none() {
-            sim_driver_config(driver)
+            widowx_sim::driver_config(driver)
         } else {
             driver
         };
@@ -82,19 +82,6 @@ impl Target {
             .with_context(|| format!("opening {}", self.port.display()))
     }
 }
-
-/// Driver settings for the in-process virtual arm. Its servos are threads sharing the CPU with
-/// everything else on the machine (a test suite, a compiler), so a reply can be late by a
-/// scheduler slice even though the bus timing itself is exact: wait longer before calling a servo
-/// silent. Real hardware keeps the tight default.
-fn sim_driver_config(driver: DriverConfig) -> DriverConfig {
-    DriverConfig {
-        reply_timeout_s: driver.reply_timeout_s.max(SIM_REPLY_TIMEOUT_S),
-        ..driver
-    }
-}
-
-const SIM_REPLY_TIMEOUT_S: f64 = 0.25;
 
 /// Runs the command; the exit code is 1 when the command found a problem it reports (verify).
 pub fn run(cli: &Cli) -> Result<ExitCode> {

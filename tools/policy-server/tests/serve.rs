@@ -76,14 +76,19 @@ fn expected(agent: &Agent, obs: &[f32], goal: &[f32]) -> (Vec<f32>, f32) {
     let dev = Device::Cpu;
     let o = Tensor::from_slice(obs, (1, obs.len()), &dev).unwrap();
     let g = Tensor::from_slice(goal, (1, goal.len()), &dev).unwrap();
+    answer_for(agent, &o, &g)
+}
+
+/// What the server must answer for one query: the de-normalised action and the distance.
+fn answer_for(agent: &Agent, obs: &Tensor, goal: &Tensor) -> (Vec<f32>, f32) {
     let a: Vec<f32> = agent
-        .act(&o, &g)
+        .act(obs, goal)
         .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
         .unwrap();
-    let d = agent.distance(&o, &g).unwrap().to_vec1::<f32>().unwrap()[0];
+    let d = agent.distance(obs, goal).unwrap().to_vec1::<f32>().unwrap()[0];
     (agent.action_norm().denormalise(&a).unwrap(), d)
 }
 
@@ -242,18 +247,7 @@ fn pixel_checkpoints_take_flat_u8_images() {
     let dev = Device::Cpu;
     let o = Tensor::from_slice(&image, (1, 8, 8, 3), &dev).unwrap();
     let g = Tensor::from_slice(&goal, (1, 8, 8, 3), &dev).unwrap();
-    let a: Vec<f32> = agent
-        .act(&o, &g)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let d = agent.distance(&o, &g).unwrap().to_vec1::<f32>().unwrap()[0];
-    assert_answer(
-        &answers[0],
-        &(agent.action_norm().denormalise(&a).unwrap(), d),
-    );
+    assert_answer(&answers[0], &answer_for(&agent, &o, &g));
     assert!(error_of(&answers[1]).contains("0..=255"));
 }
 
