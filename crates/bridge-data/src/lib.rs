@@ -30,9 +30,11 @@
 mod dataset;
 pub mod ogbench;
 pub mod sampler;
+pub mod trajectory;
 
 pub use dataset::{DataSummary, Dataset, DatasetError, Obs, ObsKind};
 pub use sampler::{
     BatchBuffers, IndexBatch, ObsBuffers, RoleBuffers, Sampler, SamplerConfig, SamplerError,
     sample_geometric,
 };
+pub use trajectory::{BRIDGE_DIM, StoredFrame, Trajectory};
