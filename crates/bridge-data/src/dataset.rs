@@ -1,6 +1,93 @@
 //! A source-independent offline dataset: observations, actions and episode structure.
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+/// The bytes of a pixel dataset's frames: an owned buffer or a shared read-only storage such
+/// as the memory map of a training cache ([`crate::cache`]). Either way it is immutable and
+/// reference-counted, so cloning a [`Dataset`] (a validation subset, a loader thread's handle)
+/// shares the frames instead of copying them.
+#[derive(Clone)]
+pub struct FrameBytes(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl FrameBytes {
+    /// Frames held by any shared read-only storage (a memory map, a `Vec`).
+    pub fn shared(storage: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Self {
+        Self(storage)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl Deref for FrameBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for FrameBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<u8>> for FrameBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(bytes))
+    }
+}
+
+impl FromIterator<u8> for FrameBytes {
+    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> Self {
+        Self::from(iter.into_iter().collect::<Vec<u8>>())
+    }
+}
+
+impl PartialEq for FrameBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for FrameBytes {}
+
+impl PartialEq<[u8]> for FrameBytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Vec<u8>> for FrameBytes {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl fmt::Debug for FrameBytes {
+    /// Short for large buffers: a dataset's frames are megabytes to gigabytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 32;
+        let bytes = self.as_slice();
+        if bytes.len() <= SHOWN {
+            write!(f, "FrameBytes({bytes:?})")
+        } else {
+            write!(
+                f,
+                "FrameBytes({} bytes, starting {:?})",
+                bytes.len(),
+                &bytes[..SHOWN]
+            )
+        }
+    }
+}
 
 /// Observations of every row, stored contiguously, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -9,7 +96,7 @@ pub enum Obs {
     State { data: Vec<f32>, dim: usize },
     /// Images, one frame per row, each `height x width x channels` (HWC) bytes.
     Pixels {
-        data: Vec<u8>,
+        data: FrameBytes,
         height: usize,
         width: usize,
         channels: usize,
@@ -120,15 +207,24 @@ pub enum DatasetError {
 ///
 /// Every row has an observation and an action. The last row of an episode has no next
 /// observation; its action is kept (sources that have none store any value) and never sampled.
+///
+/// A dataset may be a subset of the episodes of its storage ([`Dataset::select_episodes`]: a
+/// training / validation split sharing one memory-mapped cache). Row indices always refer to
+/// the storage; [`Dataset::len`] and the sampling populations cover the selected episodes only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     obs: Obs,
-    actions: Vec<f32>,
+    /// Shared between a dataset and its episode subsets.
+    actions: Arc<Vec<f32>>,
     action_dim: usize,
     episode_starts: Vec<u32>,
     episode_ends: Vec<u32>,
-    row_episode_end: Vec<u32>,
+    /// Indexed by storage row; shared between a dataset and its episode subsets.
+    row_episode_end: Arc<Vec<u32>>,
     transition_rows: Vec<u32>,
+    /// The selected rows, ascending, when only some episodes of the storage are selected;
+    /// None when every row is (no copy of `0..rows` for whole datasets).
+    member_rows: Option<Vec<u32>>,
 }
 
 impl Dataset {
@@ -160,12 +256,13 @@ impl Dataset {
         }
         Ok(Self {
             obs,
-            actions,
+            actions: Arc::new(actions),
             action_dim,
             episode_starts,
             episode_ends,
-            row_episode_end,
+            row_episode_end: Arc::new(row_episode_end),
             transition_rows,
+            member_rows: None,
         })
     }
 
@@ -197,14 +294,70 @@ impl Dataset {
         self.action_dim
     }
 
-    /// Number of rows (observations).
+    /// Number of rows (observations) of the selected episodes.
     pub fn len(&self) -> usize {
-        self.row_episode_end.len()
+        self.member_rows
+            .as_ref()
+            .map_or(self.row_episode_end.len(), Vec::len)
     }
 
     /// Always false: construction rejects empty data. Present for API symmetry with `len`.
     pub fn is_empty(&self) -> bool {
-        self.row_episode_end.is_empty()
+        self.len() == 0
+    }
+
+    /// Rows of the storage (observations and actions), selected or not: the bound of every
+    /// row index.
+    pub fn storage_rows(&self) -> usize {
+        self.row_episode_end.len()
+    }
+
+    /// The `i`-th selected row (`i < len()`), as a storage row index.
+    pub fn member_row(&self, i: usize) -> u32 {
+        match &self.member_rows {
+            Some(rows) => rows[i],
+            None => index_u32(i),
+        }
+    }
+
+    /// The episodes whose index `e` (in [`Dataset::episode_starts`] order) satisfies `keep(e)`,
+    /// sharing this dataset's observations (no frame is copied). Sampling from the result never
+    /// yields a row of an unselected episode.
+    pub fn select_episodes(
+        &self,
+        mut keep: impl FnMut(usize) -> bool,
+    ) -> Result<Dataset, DatasetError> {
+        let mut episode_starts = Vec::new();
+        let mut episode_ends = Vec::new();
+        let mut transition_rows = Vec::new();
+        let mut member_rows = Vec::new();
+        for (e, (&start, &end)) in self
+            .episode_starts
+            .iter()
+            .zip(&self.episode_ends)
+            .enumerate()
+        {
+            if keep(e) {
+                episode_starts.push(start);
+                episode_ends.push(end);
+                transition_rows.extend(start..end);
+                member_rows.extend(start..=end);
+            }
+        }
+        if member_rows.is_empty() {
+            return Err(DatasetError::Empty);
+        }
+        let member_rows = (member_rows.len() != self.storage_rows()).then_some(member_rows);
+        Ok(Dataset {
+            obs: self.obs.clone(),
+            actions: Arc::clone(&self.actions),
+            action_dim: self.action_dim,
+            episode_starts,
+            episode_ends,
+            row_episode_end: Arc::clone(&self.row_episode_end),
+            transition_rows,
+            member_rows,
+        })
     }
 
     pub fn num_episodes(&self) -> usize {
@@ -380,7 +533,7 @@ mod tests {
     #[test]
     fn pixel_summary_reports_hwc() {
         let obs = Obs::Pixels {
-            data: vec![0; 2 * 4 * 5 * 3],
+            data: vec![0; 2 * 4 * 5 * 3].into(),
             height: 4,
             width: 5,
             channels: 3,
@@ -390,5 +543,49 @@ mod tests {
         assert_eq!(summary.obs_kind, ObsKind::Pixels);
         assert_eq!(summary.obs_shape, vec![4, 5, 3]);
         assert_eq!(summary.action_dim, 2);
+    }
+
+    #[test]
+    fn selected_episodes_share_storage_and_stay_inside() {
+        let obs = Obs::Pixels {
+            data: (0..10 * 2 * 2 * 3).map(|v| v as u8).collect(),
+            height: 2,
+            width: 2,
+            channels: 3,
+        };
+        let all = Dataset::from_episode_lengths(obs, vec![0.5; 10], 1, &[3, 2, 5]).unwrap();
+        let subset = all.select_episodes(|e| e != 1).unwrap();
+        assert_eq!(subset.episode_starts(), &[0, 5]);
+        assert_eq!(subset.episode_ends(), &[2, 9]);
+        assert_eq!(subset.transition_rows(), &[0, 1, 5, 6, 7, 8]);
+        assert_eq!((subset.len(), subset.storage_rows()), (8, 10));
+        let members: Vec<u32> = (0..subset.len()).map(|i| subset.member_row(i)).collect();
+        assert_eq!(members, [0, 1, 2, 5, 6, 7, 8, 9]);
+        assert_eq!(subset.summary().episodes, 2);
+        assert_eq!(subset.summary().min_episode_len, 3);
+        let (Obs::Pixels { data: a, .. }, Obs::Pixels { data: b, .. }) = (all.obs(), subset.obs())
+        else {
+            panic!("pixels expected")
+        };
+        assert_eq!(a.as_ptr(), b.as_ptr(), "frames shared, not copied");
+        assert_eq!(all.member_row(7), 7);
+        let whole = all.select_episodes(|_| true).unwrap();
+        assert_eq!(whole, all, "selecting everything is the dataset itself");
+        assert_eq!(
+            all.select_episodes(|_| false).unwrap_err(),
+            DatasetError::Empty
+        );
+    }
+
+    #[test]
+    fn frame_bytes_compare_by_content_and_print_short() {
+        let owned = FrameBytes::from(vec![1u8, 2, 3]);
+        let shared = FrameBytes::shared(Arc::new(vec![1u8, 2, 3]));
+        assert_eq!(owned, shared);
+        assert_eq!(owned, vec![1u8, 2, 3]);
+        assert_eq!(&owned[1..], &[2, 3]);
+        let big: FrameBytes = (0..=255u8).collect();
+        let text = format!("{big:?}");
+        assert!(text.contains("256 bytes") && text.len() < 200, "{text}");
     }
 }

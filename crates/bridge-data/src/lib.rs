@@ -7,6 +7,14 @@
 //! - [`sampler`]: the batch sampling of mqe.md section 2 (transitions, geometric value goals,
 //!   waypoints, one-step override, actor goals, random crop), seeded and reproducible, into
 //!   preallocated buffers that are reused across steps.
+//! - BridgeData V2 readers, each yielding [`Trajectory`] values without Python: [`raw`] (trajectory
+//!   directories with `obs_dict.pkl` / `policy_out.pkl`, and [`raw::RawEpisodeWriter`] to record
+//!   in that layout), [`tfrecord`] (RLDS shards), [`npy_release`] (`out.npy`), [`pickle`] (the
+//!   pickle machine with NumPy arrays under them), and [`sources`] (discovery, dispatch and the
+//!   shared [`sources::ReadOptions`]).
+//! - [`cache`]: the training cache `bridge-train prepare` writes (squashed frames, states, actions,
+//!   a manifest), append-only and resumable; [`cache::Cache`] memory-maps it into a [`Dataset`]
+//!   whose frames ([`FrameBytes`]) are the mapping itself, so data larger than RAM can be trained on.
 //!
 //! What it is not for: tensors and devices. It depends on no tensor library; the trainer turns the
 //! plain `Vec`s of a [`BatchBuffers`] into tensors (and scales pixels by 1/255).
@@ -27,11 +35,18 @@
 //! # }
 //! ```
 
+pub mod cache;
 mod dataset;
+pub mod npy_release;
 pub mod ogbench;
+pub mod pickle;
+pub mod raw;
 pub mod sampler;
+pub mod sources;
+pub mod tfrecord;
 pub mod trajectory;
 
+pub use dataset::FrameBytes;
 pub use dataset::{DataSummary, Dataset, DatasetError, Obs, ObsKind};
 pub use sampler::{
     BatchBuffers, IndexBatch, ObsBuffers, RoleBuffers, Sampler, SamplerConfig, SamplerError,

@@ -255,7 +255,7 @@ impl<R: Read + Seek> NpzReader<'_, R> {
         let rows = shape.first().copied().unwrap_or(0);
         let obs = match (array.values, shape.as_slice()) {
             (Values::U8(data), &[_, height, width, channels]) => Obs::Pixels {
-                data,
+                data: data.into(),
                 height: to_usize(height),
                 width: to_usize(width),
                 channels: to_usize(channels),

@@ -432,7 +432,9 @@ impl Sampler {
             waypoint_offset = 1;
         }
         let actor_goal = if self.rng.random_bool(self.config.random_goal_share) {
-            self.rng.random_range(0..dataset.len()) as u32
+            // Uniform over the selected rows; for a whole dataset the same draw as before
+            // subsets existed (member_row(i) = i), so seeded streams are unchanged.
+            dataset.member_row(self.rng.random_range(0..dataset.len()))
         } else {
             self.rng.random_range(t + 1..=end)
         };
@@ -469,10 +471,10 @@ impl Sampler {
         buffers.check_fits(dataset, indices)?;
         if let Some(&row) = indices
             .obs_rows_max()
-            .filter(|&&row| row as usize >= dataset.len())
+            .filter(|&&row| row as usize >= dataset.storage_rows())
         {
             return Err(SamplerError::BufferMismatch {
-                expected: format!("row indices below {}", dataset.len()),
+                expected: format!("row indices below {}", dataset.storage_rows()),
                 found: format!("row {row}"),
             });
         }
@@ -500,7 +502,14 @@ impl Sampler {
                 self.draw_crop_offsets(crop, &mut buffers.crop_offsets);
                 buffers.cropped = crop;
                 let pad = self.config.crop_pad_px as isize;
-                gather_frames(data, frame, indices, &buffers.crop_offsets, pad, roles);
+                gather_frames(
+                    data.as_slice(),
+                    frame,
+                    indices,
+                    &buffers.crop_offsets,
+                    pad,
+                    roles,
+                );
             }
             // check_fits has matched the kinds.
             _ => {}
@@ -722,5 +731,32 @@ mod tests {
         assert!(bad.validate().is_err());
         assert!(SamplerConfig::bridge_pixels().validate().is_ok());
         assert!(SamplerConfig::ogbench_stitch().validate().is_ok());
+    }
+
+    #[test]
+    fn subsets_sample_only_their_own_episodes() {
+        let obs = Obs::State {
+            data: (0..12).map(|v| v as f32).collect(),
+            dim: 1,
+        };
+        let all = Dataset::from_episode_lengths(obs, vec![0.0; 12], 1, &[4, 4, 4]).unwrap();
+        let subset = all.select_episodes(|e| e != 1).unwrap();
+        let config = SamplerConfig {
+            batch_size: 512,
+            random_goal_share: 1.0,
+            ..SamplerConfig::default()
+        };
+        let mut sampler = Sampler::new(config, 9).unwrap();
+        let mut buffers = sampler.buffers(&subset);
+        sampler.sample(&subset, &mut buffers).unwrap();
+        let idx = buffers.indices();
+        let outside = |row: &u32| (4..8).contains(row);
+        for rows in [&idx.t, &idx.next, &idx.goal, &idx.waypoint, &idx.actor_goal] {
+            assert!(!rows.iter().any(outside), "{rows:?}");
+        }
+        // Random actor goals still reach both selected episodes.
+        assert!(idx.actor_goal.iter().any(|&r| r < 4) && idx.actor_goal.iter().any(|&r| r >= 8));
+        let states = buffers.state().unwrap();
+        assert_eq!(states.actor_goal[0], idx.actor_goal[0] as f32);
     }
 }

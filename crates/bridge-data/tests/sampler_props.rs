@@ -352,7 +352,7 @@ fn coded_frames(episode_lengths: &[usize]) -> Dataset {
         }
     }
     let obs = Obs::Pixels {
-        data,
+        data: data.into(),
         height: H,
         width: W,
         channels: 3,

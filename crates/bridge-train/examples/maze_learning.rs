@@ -88,6 +88,8 @@ fn main() -> Result<()> {
         resume: None,
         dataset_name: "u-maze".into(),
         progress: false,
+        action_norm: None,
+        loader_threads: 1,
     };
     let start = Instant::now();
     let outcome = fit(&data, None, &config, &options, &Device::Cpu)?;

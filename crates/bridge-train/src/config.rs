@@ -108,13 +108,18 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
-/// What the defaults depend on: the observation kind and whether the data are "stitch" data.
+/// What the defaults depend on: the observation kind, whether the data are "stitch" data, and
+/// whether they are BridgeData frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DataTraits {
     /// Image observations: one-step probability 0.1 and 500k steps (mqe.md 2.4, 6).
     pub pixels: bool,
     /// OGBench stitch data: half of the actor goals drawn from the whole dataset (mqe.md 2.5).
     pub stitch: bool,
+    /// BridgeData frames of this size (a training cache): gamma 0.98 (trajectories of about 36
+    /// steps, mqe.md 2.2) and the encoder of that size: "impala" at 128 px and above,
+    /// "impala-small" below.
+    pub bridge_size_px: Option<usize>,
 }
 
 impl DataTraits {
@@ -125,9 +130,23 @@ impl DataTraits {
         Self {
             pixels,
             stitch: name.is_some_and(|n| n.contains("stitch")),
+            bridge_size_px: None,
+        }
+    }
+
+    /// Traits of a BridgeData training cache of `size_px` frames.
+    pub fn bridge(size_px: usize) -> Self {
+        Self {
+            pixels: true,
+            stitch: false,
+            bridge_size_px: Some(size_px),
         }
     }
 }
+
+/// Frame size from which the larger IMPALA encoder is the default (mqe.md: impala-small at 64,
+/// impala at 128).
+pub const IMPALA_FROM_PX: usize = 128;
 
 impl RunConfig {
     /// The documented defaults for data with `traits`.
@@ -140,10 +159,14 @@ impl RunConfig {
         if traits.stitch {
             train.actor_random_goal_share = 0.5;
         }
-        Self {
-            model: ArchConfig::default(),
-            train,
+        let mut model = ArchConfig::default();
+        if let Some(size_px) = traits.bridge_size_px {
+            train.gamma = TrainConfig::bridge().gamma;
+            if size_px >= IMPALA_FROM_PX {
+                model.encoder = EncoderKind::Impala;
+            }
         }
+        Self { model, train }
     }
 
     /// The configuration as pretty TOML (what `bridge-train config` prints).
@@ -314,11 +337,23 @@ mod tests {
         let pixels = RunConfig::defaults_for(DataTraits {
             pixels: true,
             stitch: true,
+            bridge_size_px: None,
         });
         assert_eq!(pixels.train.one_step_prob, 0.1);
         assert_eq!(pixels.train.actor_random_goal_share, 0.5);
+        assert_eq!(pixels.model.encoder, EncoderKind::ImpalaSmall);
         let path = Path::new("/d/pointmaze-medium-stitch-v0.npz");
         assert!(DataTraits::of(path, false).stitch);
+    }
+
+    #[test]
+    fn bridge_caches_get_bridge_gamma_and_the_encoder_of_their_size() {
+        let small = RunConfig::defaults_for(DataTraits::bridge(64));
+        assert_eq!(small.train, TrainConfig::bridge());
+        assert_eq!(small.model.encoder, EncoderKind::ImpalaSmall);
+        let large = RunConfig::defaults_for(DataTraits::bridge(128));
+        assert_eq!(large.train.gamma, 0.98);
+        assert_eq!(large.model.encoder, EncoderKind::Impala);
     }
 
     #[test]
@@ -378,6 +413,7 @@ mod tests {
         let config = RunConfig::defaults_for(DataTraits {
             pixels: false,
             stitch: true,
+            bridge_size_px: None,
         });
         let back: RunConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
         assert_eq!(back, config);

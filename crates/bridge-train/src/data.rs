@@ -1,6 +1,7 @@
 //! From `bridge-data` (candle-free) to `mqe`: observation kinds, the action normalisation of
 //! mqe.md section 6, and sampler buffers -> [`mqe::Batch`] tensors.
 
+use bridge_data::cache::ActionBounds;
 use bridge_data::{BatchBuffers, ObsBuffers, SamplerConfig};
 use bridge_data::{Dataset, Obs};
 use candle_core::{Device, Tensor};
@@ -15,6 +16,9 @@ pub enum DataError {
     /// A tensor could not be built from the buffers.
     #[error("building batch tensors: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// A cache's recorded action normalisation is unusable (wrong length, empty range).
+    #[error("the cache's action normalisation: {0}")]
+    ActionNorm(#[source] mqe::MqeError),
 }
 
 /// The model's observation kind for `dataset`.
@@ -86,6 +90,12 @@ pub fn action_norm_for(dataset: &Dataset) -> ActionNorm {
         }
     }
     ActionNorm { low, high }
+}
+
+/// The model's action map from a training cache's recorded normalisation (the same
+/// 1st..99th percentile map as [`action_norm_for`], the gripper mapped {0, 1} -> {-1, 1}).
+pub fn action_norm_from_cache(bounds: &ActionBounds) -> Result<ActionNorm, DataError> {
+    ActionNorm::new(bounds.low.clone(), bounds.high.clone()).map_err(DataError::ActionNorm)
 }
 
 /// Linear-interpolated percentile of sorted values (numpy's default); 0 for no values.

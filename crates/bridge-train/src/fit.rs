@@ -11,6 +11,8 @@
 //! (`train.seed`, `s`), so the sampling stream needs no saved state beyond the step counter and
 //! the seed, which the checkpoint holds (with the parameters and the Adam moments). A run resumed
 //! at step `s` therefore computes bit-identical batches and updates to an uninterrupted one.
+//! Batches are drawn ahead on background threads ([`crate::loader`]), with the same per-step
+//! seeds, so the number of loader threads changes the speed, never the result.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -18,14 +20,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bridge_data::Dataset;
-use bridge_data::{BatchBuffers, Sampler, SamplerConfig, SamplerError};
+use bridge_data::{Sampler, SamplerConfig, SamplerError};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use mqe::{Agent, CheckpointMeta, Metrics, MqeError};
+use mqe::{ActionNorm, Agent, CheckpointMeta, Metrics, MqeError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ArchConfig, RunConfig};
 use crate::data::{BatchConverter, DataError, action_norm_for, obs_kind, sampler_config};
+use crate::loader::{Loader, LoaderConfig, LoaderError};
 
 /// Log file written beside the checkpoint.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -45,6 +48,8 @@ pub enum FitError {
     Dataset(#[from] bridge_data::DatasetError),
     #[error("sampler: {0}")]
     Sampler(#[from] SamplerError),
+    #[error("batch loader: {0}")]
+    Loader(#[from] LoaderError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -81,6 +86,28 @@ pub struct FitOptions {
     pub dataset_name: String,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// The action normalisation of a fresh run (a training cache records its own); None
+    /// computes it from the training actions ([`action_norm_for`]). A resumed run keeps the
+    /// checkpoint's.
+    pub action_norm: Option<ActionNorm>,
+    /// Background threads drawing batches ahead of the trainer; 0 draws each batch on the
+    /// training thread. Either way the batches are the same.
+    pub loader_threads: usize,
+}
+
+impl FitOptions {
+    /// Options writing to `out_dir` with the defaults: no resume, no progress bar, the
+    /// normalisation computed from the data, one loader thread.
+    pub fn new(out_dir: impl Into<PathBuf>, dataset_name: impl Into<String>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            resume: None,
+            dataset_name: dataset_name.into(),
+            progress: false,
+            action_norm: None,
+            loader_threads: 1,
+        }
+    }
 }
 
 /// Which data a log record was measured on.
@@ -102,6 +129,10 @@ pub struct LogRecord {
     /// Training speed over the interval (train records only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps_per_s: Option<f64>,
+    /// Seconds the trainer waited for its batches over the interval (train records only):
+    /// near 0 when the loader keeps ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_wait_s: Option<f64>,
     pub total_loss: f32,
     pub loss_backup: f32,
     pub loss_inv: f32,
@@ -120,6 +151,7 @@ impl LogRecord {
             step,
             split,
             steps_per_s,
+            data_wait_s: None,
             total_loss: m.total_loss,
             loss_backup: m.loss_backup,
             loss_inv: m.loss_inv,
@@ -180,15 +212,29 @@ pub fn fit(
     };
     let train_cfg = &config.train;
     let bar = progress_bar(options.progress, agent.step(), train_cfg.steps);
-    let mut buffers = BatchBuffers::new(train, train_cfg.batch_size);
+    let loader_cfg = LoaderConfig {
+        sampler: sampler_cfg.clone(),
+        seed: train_cfg.seed,
+        threads: options.loader_threads,
+        depth: 0,
+    };
+    let first_step = agent.step();
+    let mut loader = Loader::start(
+        train,
+        &loader_cfg,
+        first_step,
+        train_cfg.steps.max(first_step),
+    )?;
     let mut converter = BatchConverter::new(device, agent.action_norm().clone());
     let mut interval = Interval::start();
     let mut trained_any = false;
     while agent.step() < train_cfg.steps {
         let step = agent.step();
-        Sampler::new(sampler_cfg.clone(), step_seed(train_cfg.seed, step))?
-            .sample(train, &mut buffers)?;
-        let metrics = agent.train_step(&converter.convert(&buffers)?)?;
+        debug_assert_eq!(loader.next_step(), step);
+        let waiting = Instant::now();
+        let buffers = loader.next_batch()?;
+        interval.data_wait_s += waiting.elapsed().as_secs_f64();
+        let metrics = agent.train_step(&converter.convert(buffers)?)?;
         if !metrics.total_loss.is_finite() {
             return Err(FitError::Diverged { step, metrics });
         }
@@ -266,10 +312,28 @@ fn start_agent(
     }
     let Some(dir) = &options.resume else {
         let mut agent = Agent::new(model, config.train.clone(), device)?;
-        agent.set_action_norm(action_norm_for(train))?;
+        let norm = match &options.action_norm {
+            Some(norm) => norm.clone(),
+            None => action_norm_for(train),
+        };
+        agent.set_action_norm(norm)?;
         return Ok(agent);
     };
     let agent = Agent::load_expecting(dir, &model, device)?;
+    if let Some(norm) = options
+        .action_norm
+        .as_ref()
+        .filter(|&n| n != agent.action_norm())
+    {
+        // The data grew (an incremental prepare) since the run started: keep the map the
+        // network was trained with, so the resumed run stays exact.
+        tracing::warn!(
+            "the data's action normalisation changed since {} was started ({:?} now, {:?} in the checkpoint); keeping the checkpoint's",
+            dir.display(),
+            norm,
+            agent.action_norm()
+        );
+    }
     check_resume(dir, &ArchConfig::of(agent.model_config()), &config.model)?;
     check_resume(dir, agent.train_config(), &config.train)?;
     Ok(agent)
@@ -360,6 +424,8 @@ struct Interval {
     started: Instant,
     steps: u32,
     sum: [f64; 9],
+    /// Seconds spent waiting for batches.
+    data_wait_s: f64,
 }
 
 impl Interval {
@@ -368,6 +434,7 @@ impl Interval {
             started: Instant::now(),
             steps: 0,
             sum: [0.0; 9],
+            data_wait_s: 0.0,
         }
     }
 
@@ -412,7 +479,8 @@ impl Interval {
     fn finish(&mut self, step: u64) -> LogRecord {
         let seconds = self.started.elapsed().as_secs_f64();
         let rate = (seconds > 0.0).then(|| f64::from(self.steps) / seconds);
-        let record = LogRecord::new(step, Split::Train, rate, &self.mean());
+        let mut record = LogRecord::new(step, Split::Train, rate, &self.mean());
+        record.data_wait_s = Some(self.data_wait_s);
         *self = Self::start();
         record
     }

@@ -1,15 +1,26 @@
 //! `bridge-train`: trains MQE / GCBC checkpoints from offline data.
 //!
 //! ```text
-//! bridge-train fit --data D.npz --out DIR [--config run.toml] [--algo mqe|gcbc] [--steps N]
-//!                  [--batch-size N] [--seed N] [--set key=value]... [--resume DIR] [--device cpu|cuda]
-//! bridge-train config [--data D.npz] [--config run.toml] [--algo ..] [--steps N] [--set key=value]...
+//! bridge-train prepare --input DIR... --out CACHE [--size-px 128] [--camera images0]
+//!                      [--binarise-gripper] [--recompute-actions [state-difference|relative-rotation]]
+//!                      [--camera-lag auto|correct|keep] [--jobs N] [--commit-interval-s S]
+//! bridge-train fit --data D.npz|CACHE --out DIR [--val-fraction F] [--loader-threads N]
+//!                  [--config run.toml] [--algo mqe|gcbc] [--steps N] [--batch-size N] [--seed N]
+//!                  [--set key=value]... [--resume DIR] [--device cpu|cuda]
+//! bridge-train config [--data D.npz|CACHE] [--config run.toml] [--algo ..] [--steps N] [--set key=value]...
 //! bridge-train bench [--steps N] [--queries N] [--no-pixels]
+//! bridge-train bench-data [--work-dir DIR] [--episodes N] [--batch-size N] [--loader-threads N] ...
 //! ```
 //!
-//! `fit` reads an OGBench `.npz` (and its `-val.npz` companion for validation when present) and
-//! writes the checkpoint into `--out DIR` (see `bridge_train::fit` for the layout, the metrics
-//! log and exact resume). `--set` takes any `[train]` or `[model]` key of the config file
+//! `prepare` decodes BridgeData V2 sources (raw trajectory directories, TFRecord shards, NumPy
+//! releases, found under each `--input`) into a memory-mapped training cache (see
+//! `bridge_data::cache` and `bridge_train::prepare`); it can be interrupted and rerun, and a
+//! rerun with more inputs adds only the new sources.
+//!
+//! `fit` reads an OGBench `.npz` (and its `-val.npz` companion for validation when present), or
+//! a training cache directory (validation: the trajectories held out by `--val-fraction`, chosen
+//! by a hash of their path), and writes the checkpoint into `--out DIR` (see `bridge_train::fit`
+//! for the layout, the metrics log and exact resume). `--set` takes any `[train]` or `[model]` key of the config file
 //! (`gamma=0.99`, `model.latent_dim=128`, `mlp_hidden=[256,256]`); later settings win over
 //! earlier ones, and the dedicated flags win over `--set`. `config` prints the resolved
 //! configuration as TOML, the same file `--config` accepts. With `--resume DIR` the base
@@ -18,12 +29,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bridge_data::Obs;
+use bridge_data::cache::{Cache, CacheSettings};
+use bridge_data::{Dataset, Obs};
 use bridge_train::bench::{self, BenchOptions};
+use bridge_train::bench_data::{self, DataBenchOptions};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
+use bridge_train::data::action_norm_from_cache;
 use bridge_train::fit::{FitOptions, Split, fit, resume_base};
+use bridge_train::prepare::{PrepareOptions, discover_inputs, parse_camera, prepare};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mqe::ActionNorm;
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +54,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train on an OGBench .npz file; the output directory becomes the checkpoint.
+    /// Decode BridgeData sources into a memory-mapped training cache (resumable, incremental).
+    Prepare(PrepareArgs),
+    /// Train on an OGBench .npz file or a training cache; the output directory becomes the
+    /// checkpoint.
     Fit(FitArgs),
     /// Print the resolved configuration as TOML.
     Config {
@@ -62,13 +81,103 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
         device: DeviceArg,
     },
+    /// Time prepare (640x480 JPEG -> 128 px), the batch loader and pixel training steps.
+    BenchData(BenchDataArgs),
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// A directory (or file) to search for sources: raw trajectory directories (obs_dict.pkl),
+    /// *.tfrecord* shards, *.npy releases. Repeat for several.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// The cache directory (created, or extended with the sources it does not hold yet).
+    #[arg(long)]
+    out: PathBuf,
+    /// Side of the square training frames, in pixels (64 or 128 in the published setups).
+    #[arg(long, default_value_t = 128)]
+    size_px: u32,
+    /// Camera: images0 (the fixed camera), images1, ... (also 0, 1, ...).
+    #[arg(long, default_value = "images0")]
+    camera: String,
+    /// Map gripper actions to exactly 0 or 1 (below 0.5 -> 0).
+    #[arg(long)]
+    binarise_gripper: bool,
+    /// Recompute the xyz/rpy actions from consecutive states (Octo's practice:
+    /// state-difference).
+    #[arg(long, value_enum, num_args = 0..=1, default_value_t = RecomputeArg::Off,
+          default_missing_value = "state-difference")]
+    recompute_actions: RecomputeArg,
+    /// The pre-2021-07-23 one-step camera lag: auto (by the date in a raw path), correct, keep.
+    #[arg(long, value_enum, default_value_t = LagArg::Auto)]
+    camera_lag: LagArg,
+    /// Worker threads (default: every core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+    /// Seconds between commits (a kill loses at most about this much work).
+    #[arg(long, default_value_t = 10.0)]
+    commit_interval_s: f64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RecomputeArg {
+    Off,
+    StateDifference,
+    RelativeRotation,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LagArg {
+    Auto,
+    Correct,
+    Keep,
+}
+
+#[derive(Args)]
+struct BenchDataArgs {
+    /// Scratch directory for the raw data and caches (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Raw episodes written and prepared.
+    #[arg(long, default_value_t = 40)]
+    episodes: usize,
+    /// Threads of prepare (default: every core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    loader_threads: usize,
+    /// Batches timed per loader measurement.
+    #[arg(long, default_value_t = 40)]
+    loader_batches: usize,
+    /// Training steps timed per encoder.
+    #[arg(long, default_value_t = 2)]
+    train_steps: usize,
+    /// Episodes (of 36 frames) in each synthetic cache.
+    #[arg(long, default_value_t = 200)]
+    cache_episodes: usize,
+    /// Frame sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [64u32, 128])]
+    sizes_px: Vec<u32>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
 }
 
 #[derive(Args)]
 struct FitArgs {
-    /// OGBench .npz training file.
+    /// OGBench .npz training file, or a training cache directory made by `prepare`.
     #[arg(long)]
     data: PathBuf,
+    /// Share of a cache's trajectories held out for validation (by a hash of their path).
+    #[arg(long, default_value_t = 0.05)]
+    val_fraction: f64,
+    /// Background threads sampling batches ahead of the trainer (0: on the training thread).
+    #[arg(long, default_value_t = 2)]
+    loader_threads: usize,
     /// Output (checkpoint) directory.
     #[arg(long)]
     out: PathBuf,
@@ -176,7 +285,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Prepare(args) => run_prepare(&args),
         Command::Fit(args) => run_fit(&args),
+        Command::BenchData(args) => run_bench_data(&args),
         Command::Config { data, config } => print_config(data.as_deref(), &config),
         Command::Bench {
             steps,
@@ -189,6 +300,11 @@ fn main() -> Result<()> {
 
 fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
     let traits = match data {
+        Some(path) if Cache::is_cache(path) => {
+            let manifest = bridge_data::cache::Manifest::read(path)
+                .with_context(|| format!("reading training cache {}", path.display()))?;
+            DataTraits::bridge(manifest.settings.size_px as usize)
+        }
         Some(path) => {
             let dataset = bridge_data::ogbench::load(path)
                 .with_context(|| format!("reading data file {}", path.display()))?;
@@ -201,24 +317,119 @@ fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_fit(args: &FitArgs) -> Result<()> {
+fn run_prepare(args: &PrepareArgs) -> Result<()> {
+    if args.commit_interval_s.is_nan() || args.commit_interval_s < 0.0 {
+        bail!(
+            "--commit-interval-s {}: expected a number of seconds >= 0",
+            args.commit_interval_s
+        );
+    }
+    let settings = CacheSettings {
+        size_px: args.size_px,
+        camera: parse_camera(&args.camera)?,
+        binarise_gripper: args.binarise_gripper,
+        recompute_actions: match args.recompute_actions {
+            RecomputeArg::Off => "off",
+            RecomputeArg::StateDifference => "state-difference",
+            RecomputeArg::RelativeRotation => "relative-rotation",
+        }
+        .into(),
+        camera_lag: match args.camera_lag {
+            LagArg::Auto => "auto",
+            LagArg::Correct => "correct",
+            LagArg::Keep => "keep",
+        }
+        .into(),
+    };
+    let sources = discover_inputs(&args.input, &settings).context("finding sources")?;
+    tracing::info!(
+        "{} sources under {}",
+        sources.len(),
+        args.input
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let options = PrepareOptions {
+        jobs: args.jobs,
+        progress: !args.no_progress,
+        commit_interval_s: args.commit_interval_s,
+        ..PrepareOptions::new(settings)
+    };
+    let report = prepare(&sources, &args.out, &options)
+        .with_context(|| format!("preparing the cache {}", args.out.display()))?;
+    println!("{}", report.summary());
+    Ok(())
+}
+
+/// Training and validation data of `--data`, what the defaults depend on, and a cache's
+/// recorded action normalisation.
+struct LoadedData {
+    train: Dataset,
+    val: Option<Dataset>,
+    traits: DataTraits,
+    action_norm: Option<ActionNorm>,
+}
+
+fn load_data(args: &FitArgs) -> Result<LoadedData> {
     let path = &args.data;
+    if Cache::is_cache(path) {
+        if !(0.0..1.0).contains(&args.val_fraction) {
+            bail!(
+                "--val-fraction {}: expected a share in [0, 1)",
+                args.val_fraction
+            );
+        }
+        let cache = Cache::open(path)
+            .with_context(|| format!("opening training cache {}", path.display()))?;
+        let bounds = cache.action_bounds().with_context(|| {
+            format!("training cache {} holds no transition yet", path.display())
+        })?;
+        let action_norm = action_norm_from_cache(bounds)?;
+        let split = cache.split(args.val_fraction)?;
+        if split.val.is_none() && args.val_fraction > 0.0 {
+            tracing::warn!(
+                "no trajectory of {} falls in the validation share {}; training without validation",
+                path.display(),
+                args.val_fraction
+            );
+        }
+        return Ok(LoadedData {
+            train: split.train,
+            val: split.val,
+            traits: DataTraits::bridge(cache.manifest().settings.size_px as usize),
+            action_norm: Some(action_norm),
+        });
+    }
     if !path.is_file() {
         bail!(
-            "data file {} does not exist or is not a file",
-            path.display()
+            "data {} is neither a file nor a training cache directory (no {})",
+            path.display(),
+            bridge_data::cache::MANIFEST_FILE
         );
     }
     let split = bridge_data::ogbench::load_with_val(path)
         .with_context(|| format!("reading data file {}", path.display()))?;
     let pixels = matches!(split.train.obs(), Obs::Pixels { .. });
+    Ok(LoadedData {
+        train: split.train,
+        val: split.val,
+        traits: DataTraits::of(path, pixels),
+        action_norm: None,
+    })
+}
+
+fn run_fit(args: &FitArgs) -> Result<()> {
+    let path = &args.data;
+    let data = load_data(args)?;
     let base = match &args.resume {
         Some(dir) => resume_base(dir)
             .with_context(|| format!("reading checkpoint {} to resume", dir.display()))?,
-        None => RunConfig::defaults_for(DataTraits::of(path, pixels)),
+        None => RunConfig::defaults_for(data.traits),
     };
     let config = args.config.resolve(base)?;
-    let summary = split.train.summary();
+    let summary = data.train.summary();
     tracing::info!(
         "data {}: {} rows, {} episodes, obs {:?}, action_dim {}; validation: {}",
         path.display(),
@@ -226,19 +437,22 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         summary.episodes,
         summary.obs_shape,
         summary.action_dim,
-        split
-            .val
-            .as_ref()
-            .map_or("none".to_string(), |v| format!("{} rows", v.len()))
+        data.val.as_ref().map_or("none".to_string(), |v| format!(
+            "{} rows, {} episodes",
+            v.len(),
+            v.num_episodes()
+        ))
     );
     let options = FitOptions {
         out_dir: args.out.clone(),
         resume: args.resume.clone(),
         dataset_name: path.display().to_string(),
         progress: !args.no_progress,
+        action_norm: data.action_norm,
+        loader_threads: args.loader_threads,
     };
     let dev = device(args.device)?;
-    let outcome = fit(&split.train, split.val.as_ref(), &config, &options, &dev)
+    let outcome = fit(&data.train, data.val.as_ref(), &config, &options, &dev)
         .with_context(|| format!("training into {}", args.out.display()))?;
     let last = |s: Split| outcome.records.iter().rev().find(|r| r.split == s);
     if let Some(r) = last(Split::Train) {
@@ -253,6 +467,37 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         args.out.display(),
         args.out.join(bridge_train::fit::METRICS_FILE).display()
     );
+    Ok(())
+}
+
+fn run_bench_data(args: &BenchDataArgs) -> Result<()> {
+    let dev = device(args.device)?;
+    let scratch = match &args.work_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("creating a scratch directory")?),
+    };
+    let work_dir = match (&args.work_dir, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(tmp)) => tmp.path().to_path_buf(),
+        (None, None) => bail!("no scratch directory"),
+    };
+    let options = DataBenchOptions {
+        prepare_episodes: args.episodes,
+        jobs: args.jobs,
+        batch_size: args.batch_size,
+        loader_threads: args.loader_threads,
+        loader_batches: args.loader_batches,
+        train_steps: args.train_steps,
+        cache_episodes: args.cache_episodes,
+        sizes_px: args.sizes_px.clone(),
+        ..DataBenchOptions::new(work_dir)
+    };
+    let rows = bench_data::run(&options, &dev).context("running the data benchmark")?;
+    println!(
+        "device: {dev:?}, cores: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    print!("{}", bench_data::format_table(&rows));
     Ok(())
 }
 

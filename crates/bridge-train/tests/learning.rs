@@ -68,6 +68,8 @@ fn train(data: &Dataset, algo: &str) -> Agent {
         resume: None,
         dataset_name: "u-maze segments".into(),
         progress: false,
+        action_norm: None,
+        loader_threads: 0,
     };
     let outcome = fit(data, None, &config, &options, &Device::Cpu).unwrap();
     for r in &outcome.records {

@@ -36,6 +36,8 @@ fn options(out: &Path, resume: Option<&Path>) -> FitOptions {
         resume: resume.map(Path::to_path_buf),
         dataset_name: "u-maze segments".into(),
         progress: false,
+        action_norm: None,
+        loader_threads: 1,
     }
 }
 
@@ -73,12 +75,18 @@ fn resumed_run_matches_an_uninterrupted_one() {
     )
     .unwrap();
 
+    // The halves draw their batches on the training thread, the whole run on a background
+    // loader thread: the loader must not change a single batch.
     let split_dir = tempfile::tempdir().unwrap();
+    let on_trainer_thread = |out: &Path, resume: Option<&Path>| FitOptions {
+        loader_threads: 0,
+        ..options(out, resume)
+    };
     let first = fit(
         &train,
         Some(&val),
         &config(STEPS / 2, &[]),
-        &options(split_dir.path(), None),
+        &on_trainer_thread(split_dir.path(), None),
         &dev,
     )
     .unwrap();
@@ -88,7 +96,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
         &train,
         Some(&val),
         &config(STEPS, &[]),
-        &options(split_dir.path(), Some(split_dir.path())),
+        &on_trainer_thread(split_dir.path(), Some(split_dir.path())),
         &dev,
     )
     .unwrap();

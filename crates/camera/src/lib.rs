@@ -9,6 +9,11 @@
 //! in training.
 //! Not for: models, datasets or the arm.
 //!
+//! Sources: [`sim::SimCamera`] (the virtual tabletop's scene camera, rendered in software),
+//! [`folder::FolderSource`] (an image folder or a raw Bridge recording replayed), and, with the
+//! `v4l2` feature, `v4l2::V4l2Camera` (a USB camera through nokhwa; needs libclang to build, so
+//! the default build leaves it out).
+//!
 //! ```
 //! use camera::preprocess::squash_rgb;
 //! let frame = vec![128u8; 640 * 480 * 3];
@@ -18,9 +23,18 @@
 //! # Ok::<(), camera::CameraError>(())
 //! ```
 
+pub mod folder;
 pub mod preprocess;
+pub mod sim;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+pub use folder::{FolderOptions, FolderSource};
+pub use sim::{SimCamera, SimCameraConfig};
+#[cfg(feature = "v4l2")]
+pub use v4l2::{PixelFormat, V4l2Camera, V4l2Config, V4l2Device};
 
 /// One RGB frame, row-major HWC, with when it was captured.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,4 +75,43 @@ pub enum CameraError {
     EmptyImage { width_px: u32, height_px: u32 },
     #[error("could not decode image: {0}")]
     Decode(String),
+    /// A finite source (a replayed folder) has no more frames.
+    #[error("{source_name}: no more frames")]
+    Ended { source_name: String },
+}
+
+/// A frame clock: slot `k` is due `k` periods after the first frame. Waiting returns the next
+/// slot, or, for a caller that fell behind, the latest slot already due (the ones in between are
+/// dropped, and the slot number shows it).
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    period: Duration,
+    started_at: Option<Instant>,
+    next_slot: u64,
+}
+
+impl Pacer {
+    pub(crate) fn new(period: Duration) -> Pacer {
+        Pacer {
+            period,
+            started_at: None,
+            next_slot: 0,
+        }
+    }
+
+    /// Sleeps until the next slot is due; returns when it was taken and its number.
+    pub(crate) fn wait_next(&mut self) -> (Instant, u64) {
+        let now = Instant::now();
+        let started_at = *self.started_at.get_or_insert(now);
+        let due = started_at + self.period.mul_f64(self.next_slot as f64);
+        let slot = if due > now {
+            std::thread::sleep(due - now);
+            self.next_slot
+        } else {
+            let elapsed_slots = (now - started_at).as_secs_f64() / self.period.as_secs_f64();
+            self.next_slot.max(elapsed_slots.floor() as u64)
+        };
+        self.next_slot = slot + 1;
+        (Instant::now(), slot)
+    }
 }

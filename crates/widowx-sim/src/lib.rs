@@ -25,13 +25,22 @@
 //! ```
 //!
 //! Modules: [`protocol`] (the codec), [`dynamics`] (motion profiles and the shaft/tick mapping).
+//!
+//! The tabletop (issue 5): [`VirtualArm::spawn_tabletop`] puts the arm on a table with coloured
+//! blocks it can grasp, carry and release ([`world`] holds the rules, [`tabletop`] the world
+//! thread and the [`SceneHandle`]); [`render`] draws the scene camera's view in software;
+//! [`tasks`] describes start and goal scenes for evaluation.
 
 mod arm;
 pub mod dynamics;
 pub mod protocol;
 mod pty;
+pub mod render;
 mod server;
 mod servo;
+pub mod tabletop;
+pub mod tasks;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +55,8 @@ use widowx::joints::SLEEP_POSE_RAD;
 use crate::server::{Control, Server, Shared};
 
 pub use crate::arm::OVERLOAD_BIT;
+pub use crate::tabletop::{BlockSpec, SceneHandle, TabletopConfig};
+pub use crate::world::{BlockState, Scene};
 
 /// Reply timeout for a driver talking to the virtual arm. Its servos are threads sharing the CPU
 /// with everything else on the machine (a test suite, a compiler), so a reply can be late by a
@@ -125,6 +136,8 @@ pub struct VirtualArm {
     path: PathBuf,
     control: crossbeam_channel::Sender<Control>,
     thread: Option<JoinHandle<()>>,
+    /// The world around the arm, when spawned with [`VirtualArm::spawn_tabletop`].
+    tabletop: Option<tabletop::Tabletop>,
 }
 
 impl VirtualArm {
@@ -151,6 +164,7 @@ impl VirtualArm {
             path,
             control,
             thread: Some(thread),
+            tabletop: None,
         })
     }
 

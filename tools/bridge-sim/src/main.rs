@@ -1,16 +1,27 @@
-//! `bridge-sim`: serve the virtual WidowX 250 on a pseudo-terminal.
+//! `bridge-sim`: serve the virtual WidowX 250 on a pseudo-terminal, and collect scripted play
+//! data on its virtual tabletop.
 //!
 //! `bridge-sim serve` prints the pty path (e.g. `/dev/pts/7`) as the first line of stdout, then
 //! serves Dynamixel Protocol 2.0 on it until SIGINT/SIGTERM or until stdin is closed (so a
 //! parent process that dies takes the arm with it). Point any Dynamixel client at the path at
 //! 1 Mbps, as you would at /dev/ttyDXL.
 //!
-//! Not for: anything but the servo bus (no cameras, no policy).
+//! `bridge-sim collect --out DIR --episodes N` runs a scripted, noisy play policy at 5 Hz on
+//! virtual tabletops through the real driver and records the episodes in the BridgeData V2 raw
+//! layout (see [`collect`]).
+//!
+//! Not for: learned policies (`bridge-run`) or evaluation.
 //!
 //! ```text
 //! $ bridge-sim serve --factory --byte-timing
 //! /dev/pts/7
+//! $ bridge-sim collect --out data --episodes 100 --workers 8
 //! ```
+
+mod collect;
+mod commander;
+mod eval;
+mod play;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -23,7 +34,7 @@ use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
 #[derive(Debug, Parser)]
 #[command(
     name = "bridge-sim",
-    about = "Serve the virtual WidowX 250 on a pseudo-terminal"
+    about = "Serve the virtual WidowX 250 on a pseudo-terminal; collect play data on its tabletop"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +45,12 @@ struct Cli {
 enum Command {
     /// Create the pty, print its path on stdout and serve until killed or stdin closes.
     Serve(ServeArgs),
+    /// Record scripted play episodes on virtual tabletops (BridgeData V2 raw layout).
+    Collect(collect::CollectArgs),
+    /// Closed-loop evaluation of a checkpoint on tasks, through the bridge-run runtime.
+    Eval(eval::EvalArgs),
+    /// Generate a task file and render its goal and start images.
+    Tasks(eval::TasksArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +97,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Collect(args) => collect::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Tasks(args) => eval::tasks(args),
     }
 }
 

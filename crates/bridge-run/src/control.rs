@@ -1,0 +1,770 @@
+//! The control thread: the servo loop and the safety supervisor.
+//!
+//! Every tick (default 100 Hz): one SYNC_READ of the joint state, the operator's commands and
+//! the runtime's requests, the policy's newest action (through a freshest-value [`Mailbox`], so
+//! the loop never waits on the policy), the supervisor's checks, one step of the setpoint toward
+//! its target (limited per tick), one SYNC_WRITE of the goals, and the status snapshot. A tick
+//! allocates nothing and touches no disk: events go to the monitor thread over a bounded
+//! channel (dropped, and counted, if it is ever full). Gripper commands are written only when
+//! the gripper state changes.
+//!
+//! Motion: a target (joints) is approached by linear interpolation over a number of ticks (a
+//! policy step over `move_time_s`, a jog over `jog_move_time_s`, resets and parking at
+//! `reset_speed_rad_s`), each tick's step clamped by the supervisor. Each tick's goal is written
+//! with a short time-based profile (`servo_move_time_s`) so the servos glide between setpoints.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use widowx::driver::{Arm, DriverError, JointState, ServoRef};
+use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, SLEEP_POSE_RAD};
+
+use crate::action::{ActionMapper, Clipped, CommandedPose, StepRefused, StickyGripper};
+use crate::config::RuntimeConfig;
+use crate::mailbox::Mailbox;
+use crate::modes::{
+    Axis, Effect, EpisodeEnd, Input, Mode, ModeMachine, OperatorCommand, Transition,
+};
+use crate::monitor::MonitorMsg;
+use crate::supervisor::{Fault, Supervisor, TickView, clamp_to_limits};
+
+/// The policy's newest action, as the control thread receives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyAction {
+    pub episode: u64,
+    /// 0-based step within the episode.
+    pub step: usize,
+    /// Bridge action `[dx, dy, dz, droll, dpitch, dyaw, gripper]`.
+    pub action: [f64; 7],
+    /// When the frame the policy acted on was captured.
+    pub frame_captured_at: Instant,
+}
+
+/// How an episode ended, as the control thread saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpisodeEndRecord {
+    pub episode: u64,
+    pub end: EpisodeEnd,
+    /// The fault that ended it, if one did.
+    pub fault: Option<Fault>,
+}
+
+/// A snapshot of the control thread, written every tick.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlStatus {
+    pub mode: Mode,
+    pub quit_requested: bool,
+    /// When the snapshot was taken.
+    pub at: Instant,
+    /// The last joint state read (valid when `state_fresh`).
+    pub state: JointState,
+    /// Whether this tick's read succeeded (a faulted servo's alert still counts: its state was read).
+    pub state_fresh: bool,
+    /// Joint goals last written.
+    pub setpoint_rad: [f64; ARM_JOINTS],
+    /// The commanded Bridge pose (what the next delta applies to).
+    pub commanded: CommandedPose,
+    pub gripper_closed: bool,
+    /// The episode whose reset to the start pose was last asked for.
+    pub reset_requested: u64,
+    /// The episode whose reset to the start pose has completed.
+    pub episode_ready: u64,
+    /// The episode the policy drives (or drove last).
+    pub episode: u64,
+    /// Policy steps applied in the current episode.
+    pub steps_applied: usize,
+    pub last_end: Option<EpisodeEndRecord>,
+    pub last_fault: Option<Fault>,
+    pub ticks: u64,
+    /// Ticks that started more than one period late.
+    pub overruns: u64,
+    /// Events the monitor channel could not take.
+    pub dropped_events: u64,
+}
+
+impl ControlStatus {
+    fn initial(now: Instant, state: JointState, setpoint_rad: [f64; ARM_JOINTS]) -> ControlStatus {
+        ControlStatus {
+            mode: Mode::Idle,
+            quit_requested: false,
+            at: now,
+            state,
+            state_fresh: true,
+            setpoint_rad,
+            commanded: CommandedPose::from_joints(&setpoint_rad),
+            gripper_closed: false,
+            reset_requested: 0,
+            episode_ready: 0,
+            episode: 0,
+            steps_applied: 0,
+            last_end: None,
+            last_fault: None,
+            ticks: 0,
+            overruns: 0,
+            dropped_events: 0,
+        }
+    }
+
+    /// A snapshot for before the control thread has published one.
+    pub fn placeholder(now: Instant) -> ControlStatus {
+        ControlStatus::initial(now, JointState::default(), [0.0; ARM_JOINTS])
+    }
+
+    /// Whether the control thread has stopped for good: quit asked, and parked or powerless.
+    pub fn stopped(&self) -> bool {
+        self.quit_requested
+            && matches!(
+                self.mode,
+                Mode::Done | Mode::TorqueOff | Mode::EmergencyHold
+            )
+    }
+}
+
+/// What the runtime asks of the control thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Move to the start pose for `episode`.
+    Reset { episode: u64 },
+    /// Hand control to the policy for `episode` (after its reset).
+    Begin { episode: u64 },
+    /// The policy took its last step of `episode`: hold.
+    Complete { episode: u64 },
+    /// Park, then stop (as `q`).
+    Shutdown,
+    /// Leave the loop (after Shutdown completed, or to give up).
+    Exit,
+}
+
+/// What the control thread reports to the monitor (Copy: sent without allocating).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ControlEvent {
+    Transition {
+        transition: Transition,
+        fault: Option<Fault>,
+    },
+    /// A fault seen in a mode already as safe as it answers for (logged once per kind).
+    Fault {
+        fault: Fault,
+    },
+    StepRefused {
+        refused: StepRefused,
+        jog: bool,
+    },
+    Clipped {
+        step: usize,
+        clipped: Clipped,
+    },
+    ActionApplied {
+        episode: u64,
+        step: usize,
+        frame_to_command_s: f64,
+    },
+    Gripper {
+        closed: bool,
+    },
+    Rebooted {
+        servo: ServoRef,
+        ok: bool,
+    },
+    NothingToReboot,
+    DriverFailed {
+        what: &'static str,
+        servo: Option<ServoRef>,
+    },
+}
+
+/// The control thread's ends of its channels.
+#[derive(Debug)]
+pub struct ControlLinks {
+    pub operator: Receiver<OperatorCommand>,
+    pub requests: Receiver<ControlRequest>,
+    pub monitor: Sender<MonitorMsg>,
+    pub actions: Mailbox<Option<PolicyAction>>,
+    /// Capture time of the newest camera frame.
+    pub frames: Mailbox<Option<Instant>>,
+    pub status: Mailbox<ControlStatus>,
+}
+
+/// A planned move (reset or park): arrival is checked, and it must arrive in time.
+#[derive(Debug, Clone, Copy)]
+struct PlannedMove {
+    deadline: Instant,
+}
+
+struct Control {
+    arm: Arm,
+    config: RuntimeConfig,
+    links: ControlLinks,
+    machine: ModeMachine,
+    supervisor: Supervisor,
+    mapper: ActionMapper,
+    gripper: StickyGripper,
+    gripper_written: Option<bool>,
+    torque_on: bool,
+    bus_lost: bool,
+    /// Arm joints whose servo reported a hardware error (not expected to follow).
+    faulted: [bool; ARM_JOINTS],
+    setpoint: [f64; ARM_JOINTS],
+    target: [f64; ARM_JOINTS],
+    ticks_left: u32,
+    planned: Option<PlannedMove>,
+    commanded: CommandedPose,
+    commanded_joints: [f64; ARM_JOINTS],
+    last_action_version: u64,
+    last_action_at: Instant,
+    running_since: Instant,
+    pending_reset: u64,
+    status: ControlStatus,
+    last_reported_fault: Option<&'static str>,
+}
+
+/// Starts the control thread on `arm` (torque goes on, holding where the arm is). Returns the
+/// arm when the loop ends.
+pub fn spawn(
+    mut arm: Arm,
+    config: RuntimeConfig,
+    links: ControlLinks,
+) -> Result<JoinHandle<Arm>, crate::RunError> {
+    arm.set_torque(true, None)?;
+    let state = *arm.read_joint_state()?;
+    let setpoint = clamp_to_limits(&state.arm_positions_rad());
+    let now = Instant::now();
+    let status = ControlStatus::initial(now, state, setpoint);
+    links.status.put(status);
+    let control = Control {
+        supervisor: Supervisor::new(config.safety.clone(), config.workspace.clone()),
+        mapper: ActionMapper::new(config.action.clone(), config.workspace.clone()),
+        gripper: StickyGripper::new(
+            config.action.gripper_threshold,
+            config.action.gripper_sticky_steps,
+        ),
+        gripper_written: None,
+        torque_on: true,
+        bus_lost: false,
+        faulted: [false; ARM_JOINTS],
+        setpoint,
+        target: setpoint,
+        ticks_left: 0,
+        planned: None,
+        commanded: status.commanded,
+        commanded_joints: setpoint,
+        last_action_version: links.actions.get_versioned().0,
+        last_action_at: now,
+        running_since: now,
+        pending_reset: 0,
+        status,
+        last_reported_fault: None,
+        machine: ModeMachine::new(),
+        arm,
+        config,
+        links,
+    };
+    std::thread::Builder::new()
+        .name("bridge-run-control".into())
+        .spawn(move || control.run())
+        .map_err(|source| crate::RunError::Thread {
+            thread: "control",
+            source,
+        })
+}
+
+impl Control {
+    fn run(mut self) -> Arm {
+        let period = Duration::from_secs_f64(self.config.control.control_period_s);
+        let mut next_tick = Instant::now();
+        let mut last_tick: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if let Some(last) = last_tick {
+                self.send(MonitorMsg::Tick {
+                    period_s: (now - last).as_secs_f64(),
+                });
+            }
+            last_tick = Some(now);
+            if !self.tick(now) {
+                break;
+            }
+            next_tick += period;
+            let after = Instant::now();
+            if after > next_tick + period {
+                // More than a period behind: start afresh instead of racing to catch up.
+                self.status.overruns += 1;
+                next_tick = after;
+            } else if next_tick > after {
+                std::thread::sleep(next_tick - after);
+            }
+        }
+        self.arm
+    }
+
+    /// One control cycle; false when the loop must end.
+    fn tick(&mut self, now: Instant) -> bool {
+        let fresh = self.read(now);
+        if !self.drain_requests(now) {
+            return false;
+        }
+        self.drain_operator(now);
+        if self.machine.mode() == Mode::Running {
+            self.take_action(now);
+        }
+        if fresh {
+            self.supervise(now);
+        }
+        self.check_planned_move(now, fresh);
+        self.advance_setpoint();
+        self.write();
+        self.publish(now, fresh);
+        true
+    }
+
+    fn send(&mut self, msg: MonitorMsg) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.links.monitor.try_send(msg)
+        {
+            self.status.dropped_events += 1;
+        }
+    }
+
+    fn event(&mut self, event: ControlEvent) {
+        self.send(MonitorMsg::Control {
+            at: Instant::now(),
+            event,
+        });
+    }
+
+    /// Reads the joint state; true when it is fresh. Bus problems become faults.
+    fn read(&mut self, now: Instant) -> bool {
+        if self.bus_lost {
+            self.on_fault(Fault::BusLost, now);
+            return false;
+        }
+        let result = self.arm.read_joint_state().map(|_| ());
+        match result {
+            Ok(()) => {
+                self.supervisor.bus_ok();
+                true
+            }
+            Err(DriverError::Alert { servo, faults }) => {
+                // The state was decoded before the alert was raised: it is fresh.
+                self.supervisor.bus_ok();
+                if let Some(index) = servo.joint.and_then(|j| j.arm_index()) {
+                    self.faulted[index] = true;
+                }
+                self.on_fault(Fault::Hardware { servo, faults }, now);
+                true
+            }
+            Err(DriverError::Io { .. } | DriverError::Open { .. }) => {
+                self.bus_lost = true;
+                self.on_fault(Fault::BusLost, now);
+                false
+            }
+            Err(_) => {
+                if let Some(fault) = self.supervisor.bus_failed(now) {
+                    self.on_fault(fault, now);
+                }
+                false
+            }
+        }
+    }
+
+    fn drain_requests(&mut self, now: Instant) -> bool {
+        while let Ok(request) = self.links.requests.try_recv() {
+            match request {
+                ControlRequest::Reset { episode } => {
+                    self.pending_reset = episode;
+                    self.status.reset_requested = episode;
+                    self.input(Input::Reset, None, now);
+                }
+                ControlRequest::Begin { episode } => {
+                    if episode == self.status.episode_ready {
+                        self.status.episode = episode;
+                        self.status.steps_applied = 0;
+                        self.input(Input::Begin, None, now);
+                    }
+                }
+                ControlRequest::Complete { episode } => {
+                    if episode == self.status.episode {
+                        self.input(Input::EpisodeComplete, None, now);
+                    }
+                }
+                ControlRequest::Shutdown => {
+                    self.input(Input::Shutdown, None, now);
+                }
+                ControlRequest::Exit => return false,
+            }
+        }
+        true
+    }
+
+    fn drain_operator(&mut self, now: Instant) {
+        while let Ok(command) = self.links.operator.try_recv() {
+            self.input(Input::Operator(command), None, now);
+        }
+    }
+
+    /// Feeds the mode machine and carries out the transition's effect.
+    fn input(&mut self, input: Input, fault: Option<Fault>, now: Instant) -> bool {
+        let Some(transition) = self.machine.handle(input) else {
+            return false;
+        };
+        if transition.to == Mode::Running && transition.from != Mode::Running {
+            // The watchdogs start counting when the policy (re)gains control.
+            self.running_since = now;
+            self.last_action_at = now;
+        }
+        if let Some(end) = transition.episode_end {
+            self.status.last_end = Some(EpisodeEndRecord {
+                episode: self.status.episode,
+                end,
+                fault,
+            });
+        }
+        self.event(ControlEvent::Transition { transition, fault });
+        self.apply(transition.effect, now);
+        true
+    }
+
+    fn on_fault(&mut self, fault: Fault, now: Instant) {
+        self.status.last_fault = Some(fault);
+        let changed = self.input(Input::Fault(fault.response()), Some(fault), now);
+        if changed {
+            self.last_reported_fault = Some(fault.kind());
+        } else if self.last_reported_fault != Some(fault.kind()) {
+            self.last_reported_fault = Some(fault.kind());
+            self.event(ControlEvent::Fault { fault });
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::None => {}
+            Effect::Hold => self.hold(),
+            Effect::FreezeAtMeasured => {
+                self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+                self.hold();
+            }
+            Effect::TorqueOff => self.torque(false),
+            Effect::MoveToStart => self.move_to_start(now),
+            Effect::MoveToPark => {
+                self.ensure_torque();
+                self.plan_move(SLEEP_POSE_RAD, now);
+            }
+            Effect::Jog { axis, positive } => self.jog(axis, positive),
+            Effect::ToggleGripper => {
+                let closed = !self.gripper.is_closed();
+                self.gripper.set_closed(closed);
+            }
+            Effect::RebootFaulted => self.reboot_faulted(),
+        }
+    }
+
+    fn hold(&mut self) {
+        self.target = self.setpoint;
+        self.ticks_left = 0;
+        self.planned = None;
+        if self.setpoint != self.commanded_joints {
+            // Stopped short of the commanded pose: the next delta applies to where we hold.
+            self.commanded_joints = self.setpoint;
+            self.commanded = CommandedPose::from_joints(&self.setpoint);
+        }
+    }
+
+    fn torque(&mut self, enabled: bool) {
+        if self.bus_lost {
+            return;
+        }
+        match self.arm.set_torque(enabled, None) {
+            Ok(()) => self.torque_on = enabled,
+            Err(e) => {
+                // Torque-off errors from a faulted servo are warnings in the driver; anything
+                // else is reported and the state assumed unchanged.
+                let servo = e.servo();
+                self.event(ControlEvent::DriverFailed {
+                    what: if enabled { "torque on" } else { "torque off" },
+                    servo,
+                });
+            }
+        }
+        if enabled {
+            // Torque-on sets each goal to where the servo is: hold exactly there.
+            self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+            self.hold();
+            self.gripper_written = None;
+        }
+    }
+
+    fn ensure_torque(&mut self) {
+        if !self.torque_on {
+            let _ = self.arm.read_joint_state();
+            self.torque(true);
+        }
+    }
+
+    fn move_to_start(&mut self, now: Instant) {
+        self.ensure_torque();
+        self.faulted = [false; ARM_JOINTS];
+        self.gripper.set_closed(false);
+        let w = &self.config.workspace;
+        let start = CommandedPose::from_xyz_rpy(w.start_xyz_m, w.start_rpy_rad);
+        match self.mapper.solve(&start, &BRIDGE_NEUTRAL_POSE_RAD) {
+            Ok(joints) => {
+                self.plan_move(joints, now);
+                self.commanded = start;
+                self.commanded_joints = joints;
+            }
+            Err(_) => self.on_fault(Fault::StartUnreachable, now),
+        }
+    }
+
+    /// A joint-space move to `goal` at the reset speed, checked for arrival.
+    fn plan_move(&mut self, goal: [f64; ARM_JOINTS], now: Instant) {
+        let (_, distance_rad) = crate::action::largest_change(&self.setpoint, &goal);
+        let duration_s = (distance_rad / self.config.control.reset_speed_rad_s).max(0.2);
+        self.set_target(goal, duration_s);
+        self.planned = Some(PlannedMove {
+            deadline: now
+                + Duration::from_secs_f64(duration_s + self.config.control.reach_timeout_s),
+        });
+    }
+
+    fn set_target(&mut self, goal: [f64; ARM_JOINTS], duration_s: f64) {
+        self.target = clamp_to_limits(&goal);
+        let ticks = (duration_s / self.config.control.control_period_s).round();
+        self.ticks_left = ticks.clamp(1.0, 1e6) as u32;
+    }
+
+    fn jog(&mut self, axis: Axis, positive: bool) {
+        let step_m = self.mapper.jog_step_m() * if positive { 1.0 } else { -1.0 };
+        let mut delta_m = [0.0; 3];
+        delta_m[axis as usize] = step_m;
+        match self
+            .mapper
+            .jog(&self.commanded, &self.commanded_joints, delta_m)
+        {
+            Ok(step) => {
+                self.commanded = step.pose;
+                self.commanded_joints = step.joints_rad;
+                self.set_target(step.joints_rad, self.config.control.jog_move_time_s);
+            }
+            Err(refused) => self.event(ControlEvent::StepRefused { refused, jog: true }),
+        }
+    }
+
+    fn reboot_faulted(&mut self) {
+        let errors = match self.arm.hardware_errors() {
+            Ok(errors) => errors,
+            Err(e) => {
+                self.event(ControlEvent::DriverFailed {
+                    what: "reading Hardware_Error_Status",
+                    servo: e.servo(),
+                });
+                return;
+            }
+        };
+        let mut any = false;
+        for (servo, faults) in errors {
+            if faults.is_empty() {
+                continue;
+            }
+            any = true;
+            let ok = self.arm.reboot(servo.id).is_ok();
+            if ok && let Some(index) = servo.joint.and_then(|j| j.arm_index()) {
+                self.faulted[index] = false;
+            }
+            self.event(ControlEvent::Rebooted { servo, ok });
+        }
+        if !any {
+            self.event(ControlEvent::NothingToReboot);
+        }
+    }
+
+    /// Applies the policy's newest action if it is new and for this episode.
+    fn take_action(&mut self, now: Instant) {
+        let (version, action) = self.links.actions.get_versioned();
+        if version == self.last_action_version {
+            return;
+        }
+        self.last_action_version = version;
+        let Some(action) = action else { return };
+        if action.episode != self.status.episode || action.frame_captured_at < self.running_since {
+            return; // stale: from another episode, or computed before a pause
+        }
+        self.last_action_at = now;
+        match self
+            .mapper
+            .apply(&self.commanded, &self.commanded_joints, &action.action)
+        {
+            Ok(step) => {
+                self.commanded = step.pose;
+                self.commanded_joints = step.joints_rad;
+                self.set_target(step.joints_rad, self.config.control.move_time_s);
+                if step.clipped != Clipped::default() {
+                    self.event(ControlEvent::Clipped {
+                        step: action.step,
+                        clipped: step.clipped,
+                    });
+                }
+            }
+            Err(StepRefused::NonFinite { index }) => {
+                self.on_fault(Fault::NonFiniteAction { index }, now);
+                return;
+            }
+            Err(refused) => self.event(ControlEvent::StepRefused {
+                refused,
+                jog: false,
+            }),
+        }
+        // The gripper follows even when the arm part was refused (it needs no IK).
+        self.gripper.update(action.action[6]);
+        self.status.steps_applied += 1;
+        self.event(ControlEvent::ActionApplied {
+            episode: action.episode,
+            step: action.step,
+            frame_to_command_s: now
+                .saturating_duration_since(action.frame_captured_at)
+                .as_secs_f64(),
+        });
+    }
+
+    fn supervise(&mut self, now: Instant) {
+        let mode = self.machine.mode();
+        let last_frame_at = self
+            .links
+            .frames
+            .get()
+            .map_or(self.running_since, |t| t.max(self.running_since));
+        let state = *self.arm.joint_state();
+        let mut setpoint = self.setpoint;
+        for (i, faulted) in self.faulted.iter().enumerate() {
+            if *faulted {
+                setpoint[i] = state.positions_rad[i]; // a faulted joint is not expected to follow
+            }
+        }
+        let view = TickView {
+            mode,
+            now,
+            state: &state,
+            setpoint_rad: &setpoint,
+            last_action_at: self.last_action_at,
+            last_frame_at,
+        };
+        if let Some(fault) = self.supervisor.check(&view) {
+            self.on_fault(fault, now);
+        }
+    }
+
+    fn check_planned_move(&mut self, now: Instant, fresh: bool) {
+        let Some(planned) = self.planned else { return };
+        if !matches!(self.machine.mode(), Mode::MovingToStart | Mode::Parking) {
+            self.planned = None;
+            return;
+        }
+        let state = self.arm.joint_state();
+        let (joint, error_rad) = (0..ARM_JOINTS)
+            .filter(|&i| !self.faulted[i])
+            .map(|i| (i, (state.positions_rad[i] - self.target[i]).abs()))
+            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        let arrived = self.ticks_left == 0
+            && self.setpoint == self.target
+            && error_rad <= self.config.control.reached_tolerance_rad;
+        if fresh && arrived {
+            self.planned = None;
+            if self.machine.mode() == Mode::MovingToStart {
+                self.status.episode_ready = self.pending_reset;
+            }
+            self.input(Input::Reached, None, now);
+        } else if now > planned.deadline {
+            self.planned = None;
+            let joint = widowx::joints::Joint::ALL[joint];
+            self.on_fault(Fault::NotReached { joint, error_rad }, now);
+        }
+    }
+
+    fn advance_setpoint(&mut self) {
+        let interpolated: [f64; ARM_JOINTS] = if self.ticks_left > 0 {
+            let n = f64::from(self.ticks_left);
+            self.ticks_left -= 1;
+            std::array::from_fn(|i| self.setpoint[i] + (self.target[i] - self.setpoint[i]) / n)
+        } else {
+            self.target
+        };
+        let (next, _) = self.supervisor.limit_step(&self.setpoint, &interpolated);
+        self.setpoint = next;
+    }
+
+    fn write(&mut self) {
+        if self.bus_lost || !self.torque_on || !self.machine.mode().torque_on() {
+            return;
+        }
+        let now = Instant::now();
+        match self
+            .arm
+            .write_joint_goals(&self.setpoint, self.config.control.servo_move_time_s)
+        {
+            Ok(()) => {}
+            Err(DriverError::GoalOutOfRange { servo, .. }) => {
+                let joint = servo.joint.unwrap_or(widowx::joints::Joint::Waist);
+                self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+                self.on_fault(Fault::GoalRefused { joint }, now);
+            }
+            Err(DriverError::Io { .. } | DriverError::Open { .. }) => {
+                self.bus_lost = true;
+                self.on_fault(Fault::BusLost, now);
+            }
+            Err(e) => self.event(ControlEvent::DriverFailed {
+                what: "goal write",
+                servo: e.servo(),
+            }),
+        }
+        self.write_gripper();
+    }
+
+    fn write_gripper(&mut self) {
+        let closed = self.gripper.is_closed();
+        if self.gripper_written == Some(closed) {
+            return;
+        }
+        self.gripper_written = Some(closed);
+        let result = if closed {
+            self.arm.gripper_close()
+        } else {
+            self.arm.gripper_open()
+        };
+        match result {
+            Ok(()) => self.event(ControlEvent::Gripper { closed }),
+            Err(e) => self.event(ControlEvent::DriverFailed {
+                what: if closed {
+                    "gripper close"
+                } else {
+                    "gripper open"
+                },
+                servo: e.servo(),
+            }),
+        }
+    }
+
+    fn publish(&mut self, now: Instant, fresh: bool) {
+        let s = &mut self.status;
+        s.mode = self.machine.mode();
+        s.quit_requested = self.machine.quit_requested();
+        s.at = now;
+        s.state = *self.arm.joint_state();
+        s.state_fresh = fresh;
+        s.setpoint_rad = self.setpoint;
+        s.commanded = self.commanded;
+        s.gripper_closed = self.gripper.is_closed();
+        s.ticks += 1;
+        self.links.status.put(self.status);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A status snapshot for formatting tests.
+    pub fn status(state: JointState) -> ControlStatus {
+        ControlStatus::initial(Instant::now(), state, [0.0; ARM_JOINTS])
+    }
+}

@@ -1,0 +1,555 @@
+//! `bridge-run`: drive the WidowX toward a goal image with a learned policy, with the keyboard
+//! override and the safety supervisor.
+//!
+//! ```text
+//! bridge-run --sim                                  # the demo: virtual arm, shipped checkpoint and goal
+//! bridge-run --goal goal.png --checkpoint DIR       # the real arm on /dev/ttyDXL, camera /dev/video0
+//! bridge-run config [--config FILE]                 # print the resolved configuration
+//! bridge-run bench --sim --seconds 60               # control period, frame-to-command, inference
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bridge_run::config::{RuntimeConfig, WORKSPACE_CALIBRATION_FILE};
+use bridge_run::keyboard::{self, Keyboard};
+use bridge_run::modes::{EpisodeEnd, Mode, OperatorCommand};
+use bridge_run::policy::{GoalImage, MqePolicy, Policy};
+use bridge_run::runtime::{Runtime, RuntimeOptions};
+use bridge_run::sim::SimRig;
+use camera::FrameSource;
+use candle_core::Device;
+use clap::{Parser, Subcommand, ValueEnum};
+use widowx::driver::{Arm, DriverConfig};
+use widowx::firmware::FirmwareConfig;
+
+/// The checkpoint `--sim` uses when none is given.
+const DEFAULT_CHECKPOINT: &str = "models/sim-demo";
+/// Frame size of the simulated camera (the C920's 640x480).
+const SIM_FRAME_PX: (u32, u32) = (640, 480);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bridge-run",
+    version,
+    about = "Drive the WidowX 250 toward a goal image with a learned policy, with a keyboard safety override"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Goal image (PNG or JPEG, the camera's frame size). With --sim: default the first image in
+    /// <checkpoint>/goals/.
+    #[arg(long, global = true)]
+    goal: Option<PathBuf>,
+    /// Checkpoint directory (model.safetensors + config.toml). Default models/sim-demo.
+    #[arg(long, global = true)]
+    checkpoint: Option<PathBuf>,
+    /// Runtime configuration (TOML); `bridge-run config` prints every key.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Run on the virtual arm and rendered tabletop camera instead of the hardware.
+    #[arg(long, global = true)]
+    sim: bool,
+    /// Seed of the virtual tabletop (block positions).
+    #[arg(long, global = true, default_value_t = 0)]
+    sim_seed: u64,
+    /// Run without the keyboard override (required when standard input is not a terminal).
+    #[arg(long, global = true)]
+    no_keyboard: bool,
+    /// Episodes to run back to back.
+    #[arg(long, default_value_t = 1)]
+    episodes: usize,
+    /// Serial port of the arm's U2D2 adapter.
+    #[arg(long, global = true, default_value = "/dev/ttyDXL")]
+    port: PathBuf,
+    /// Servo map (firmware-config TOML); default the built-in wx250s.
+    #[arg(long, global = true)]
+    firmware: Option<PathBuf>,
+    /// Driver timeouts and gripper settings (TOML).
+    #[arg(long, global = true)]
+    driver_config: Option<PathBuf>,
+    /// Replay this image folder (or a recording's images0) as the camera.
+    #[arg(long, global = true)]
+    camera_folder: Option<PathBuf>,
+    /// Where the policy runs.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the resolved configuration (defaults, calibration/workspace.toml, --config).
+    Config,
+    /// Run episodes for a while and print control-loop period, frame-to-command latency and
+    /// inference time (p50/p99/max).
+    Bench {
+        /// How long to run.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Without --checkpoint: input size of the random-weight model benchmarked.
+        #[arg(long, default_value_t = 128)]
+        size_px: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceChoice {
+    /// The GPU when built with `cuda` and one is present, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+fn main() -> ExitCode {
+    // SAFETY: the first statement of main: no other thread exists yet.
+    unsafe { mqe::threads::prefer_inline_elementwise_ops() };
+    let cli = Cli::parse();
+    init_tracing();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            say(&format!("bridge-run: error: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one line to stderr, also correct while the terminal is in raw mode.
+fn say(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[K{}\r\n", text.replace('\n', "\r\n"));
+    let _ = err.flush();
+}
+
+/// stderr with `\n` written as `\r\n`, so log lines stay readable in raw mode.
+struct RawSafeStderr;
+
+impl Write for RawSafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        for chunk in buf.split_inclusive(|&b| b == b'\n') {
+            match chunk.strip_suffix(b"\n") {
+                Some(line) => {
+                    err.write_all(line)?;
+                    err.write_all(b"\r\n")?;
+                }
+                None => err.write_all(chunk)?,
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(|| RawSafeStderr)
+        .try_init();
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let config = RuntimeConfig::load(
+        cli.config.as_deref(),
+        Some(Path::new(WORKSPACE_CALIBRATION_FILE)),
+    )?;
+    match &cli.command {
+        Some(Command::Config) => {
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench { seconds, size_px }) => bench(cli, config, *seconds, *size_px),
+        None => drive(cli, config),
+    }
+}
+
+fn device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => Device::new_cuda(0).context(
+            "--device cuda: no CUDA device (is bridge-run built with --features cuda, and a GPU present?)",
+        ),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+    }
+}
+
+fn load_policy(cli: &Cli) -> Result<MqePolicy> {
+    let dir = cli
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    if !dir.join("config.toml").exists() {
+        bail!(
+            "no checkpoint at {} (config.toml missing); pass --checkpoint DIR (a directory written by bridge-train){}",
+            dir.display(),
+            if cli.checkpoint.is_none() {
+                "; the demo checkpoint ships in models/sim-demo: run from the repository root"
+            } else {
+                ""
+            }
+        );
+    }
+    let device = device(cli.device)?;
+    let policy = MqePolicy::load(&dir, &device)
+        .with_context(|| format!("loading checkpoint {}", dir.display()))?;
+    tracing::info!(
+        "checkpoint {}: {} px input, on {:?}",
+        dir.display(),
+        policy.input_size_px(),
+        device
+    );
+    Ok(policy)
+}
+
+/// The goal given, or with --sim the first image in the checkpoint's goals/ folder.
+fn goal_path(cli: &Cli) -> Result<PathBuf> {
+    if let Some(goal) = &cli.goal {
+        return Ok(goal.clone());
+    }
+    if !cli.sim {
+        bail!(
+            "--goal IMAGE is required (a PNG or JPEG of the scene you want, as the camera sees it)"
+        );
+    }
+    let checkpoint = cli
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    let goals = checkpoint.join("goals");
+    let mut images: Vec<PathBuf> = std::fs::read_dir(&goals)
+        .with_context(|| format!("no --goal given and no goal folder {}", goals.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    images.sort();
+    images
+        .into_iter()
+        .next()
+        .with_context(|| format!("no --goal given and no PNG or JPEG in {}", goals.display()))
+}
+
+/// The arm, the camera, and the virtual rig behind them with --sim.
+struct Rig {
+    arm: Arm,
+    camera: Box<dyn FrameSource>,
+    frame_px: (u32, u32),
+    _sim: Option<SimRig>,
+}
+
+fn firmware(cli: &Cli) -> Result<FirmwareConfig> {
+    match &cli.firmware {
+        Some(path) => Ok(FirmwareConfig::load(path)?),
+        None => Ok(FirmwareConfig::wx250s()),
+    }
+}
+
+fn driver_config(cli: &Cli) -> Result<DriverConfig> {
+    match &cli.driver_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading driver config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("driver config {}", path.display()))
+        }
+        None => Ok(DriverConfig::default()),
+    }
+}
+
+fn open_rig(cli: &Cli, config: &RuntimeConfig) -> Result<Rig> {
+    let folder = |path: &Path| -> Result<Box<dyn FrameSource>> {
+        let options = camera::FolderOptions {
+            fps: config.camera.folder_fps,
+            looping: true,
+        };
+        Ok(Box::new(
+            camera::FolderSource::open(path, options)
+                .with_context(|| format!("camera folder {}", path.display()))?,
+        ))
+    };
+    if cli.sim {
+        let sim = SimRig::spawn(cli.sim_seed).context("starting the virtual arm")?;
+        let arm = sim.connect().context("connecting to the virtual arm")?;
+        let (camera, frame_px): (Box<dyn FrameSource>, _) = match &cli.camera_folder {
+            Some(path) => (
+                folder(path)?,
+                (config.camera.width_px, config.camera.height_px),
+            ),
+            None => {
+                let camera = sim.camera(config.camera.sim_fps)?;
+                let px = (camera.renderer().width_px(), camera.renderer().height_px());
+                (Box::new(camera), px)
+            }
+        };
+        return Ok(Rig {
+            arm,
+            camera,
+            frame_px,
+            _sim: Some(sim),
+        });
+    }
+    let arm = Arm::connect(&cli.port, firmware(cli)?, driver_config(cli)?)
+        .with_context(|| format!("connecting to the arm on {}", cli.port.display()))?;
+    let frame_px = (config.camera.width_px, config.camera.height_px);
+    let camera = match &cli.camera_folder {
+        Some(path) => folder(path)?,
+        None => usb_camera(config)?,
+    };
+    Ok(Rig {
+        arm,
+        camera,
+        frame_px,
+        _sim: None,
+    })
+}
+
+#[cfg(feature = "v4l2")]
+fn usb_camera(config: &RuntimeConfig) -> Result<Box<dyn FrameSource>> {
+    use camera::{PixelFormat, V4l2Camera, V4l2Config, V4l2Device};
+    let c = &config.camera;
+    let device = match c.device.parse::<u32>() {
+        Ok(index) => V4l2Device::Index(index),
+        Err(_) => V4l2Device::Name(c.device.clone()),
+    };
+    let format = if c.pixel_format == "yuyv" {
+        PixelFormat::Yuyv
+    } else {
+        PixelFormat::Mjpeg
+    };
+    let camera = V4l2Camera::open(V4l2Config {
+        device,
+        width_px: c.width_px,
+        height_px: c.height_px,
+        fps: c.fps,
+        format,
+    })
+    .with_context(|| format!("opening camera {}", c.device))?;
+    Ok(Box::new(camera))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn usb_camera(_config: &RuntimeConfig) -> Result<Box<dyn FrameSource>> {
+    bail!(
+        "this bridge-run is built without USB camera support: rebuild with `cargo build --release -p bridge-run --features v4l2` \
+         (needs `apt install libclang-dev`), or pass --camera-folder DIR or --sim"
+    )
+}
+
+/// Sends Quit when SIGINT or SIGTERM arrives; a second signal exits at once.
+fn watch_signals(commands: crossbeam_channel::Sender<OperatorCommand>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // A second signal while the first is being handled ends the process (exit status 1).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    std::thread::Builder::new()
+        .name("bridge-run-signals".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            tracing::warn!("signal received: parking, then torque off");
+            let _ = commands.send(OperatorCommand::Quit);
+        })?;
+    Ok(())
+}
+
+fn status_sink() -> Option<bridge_run::monitor::StatusSink> {
+    use std::io::IsTerminal;
+    std::io::stderr()
+        .is_terminal()
+        .then(|| Box::new(std::io::stderr()) as bridge_run::monitor::StatusSink)
+}
+
+fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
+    if !cli.no_keyboard && !keyboard::has_terminal() {
+        bail!(
+            "standard input is not a terminal: the keyboard override needs one; pass --no-keyboard to run without it (Ctrl-C and SIGTERM still park)"
+        );
+    }
+    if cli.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    // Everything that can be wrong with the inputs is found before the arm is touched.
+    let policy = load_policy(cli)?;
+    let goal_file = goal_path(cli)?;
+    let expected_px = if cli.sim && cli.camera_folder.is_none() {
+        Some(SIM_FRAME_PX)
+    } else {
+        Some((config.camera.width_px, config.camera.height_px))
+    };
+    let goal = GoalImage::load(&goal_file, policy.input_size_px(), expected_px)
+        .with_context(|| format!("goal image {}", goal_file.display()))?;
+    let rig = open_rig(cli, &config)?;
+    if Some(rig.frame_px) != expected_px {
+        bail!(
+            "the camera delivers {}x{} px frames but the goal was checked against {:?}",
+            rig.frame_px.0,
+            rig.frame_px.1,
+            expected_px
+        );
+    }
+    let max_steps = config.episode.max_steps;
+    let options = RuntimeOptions {
+        status_line: status_sink().filter(|_| !cli.no_keyboard),
+        ..RuntimeOptions::default()
+    };
+    let mut runtime = Runtime::start(config, rig.arm, rig.camera, Box::new(policy), options)?;
+    watch_signals(runtime.commands())?;
+    let keyboard = if cli.no_keyboard {
+        None
+    } else {
+        say(keyboard::HELP);
+        Some(Keyboard::start(runtime.commands()).context("starting the keyboard override")?)
+    };
+    let outcome = run_episodes(cli, &mut runtime, &goal, max_steps, keyboard.is_some());
+    let stopped = runtime.park_and_stop();
+    drop(keyboard);
+    let faulted = outcome?;
+    stopped?;
+    say("bridge-run: parked, torque off");
+    Ok(if faulted {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the episodes; true when one ended on a safety fault.
+fn run_episodes(
+    cli: &Cli,
+    runtime: &mut Runtime,
+    goal: &GoalImage,
+    max_steps: usize,
+    keyboard: bool,
+) -> Result<bool> {
+    for _ in 0..cli.episodes {
+        let report = match runtime.run_episode(goal, max_steps) {
+            Ok(report) => report,
+            Err(bridge_run::RunError::Stopped { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        say(&report.summary);
+        if let Some(dir) = &report.recording {
+            say(&format!("  recording: {}", dir.display()));
+        }
+        if let Some(dir) = &report.report_dir {
+            say(&format!("  report:    {}", dir.display()));
+        }
+        if report.fault.is_some() {
+            return Ok(true);
+        }
+        match report.end {
+            Some(EpisodeEnd::Operator(OperatorCommand::Emergency)) if keyboard => {
+                wait_for_operator(runtime);
+                return Ok(false);
+            }
+            Some(EpisodeEnd::Completed) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+/// After an emergency the operator decides: e cuts torque, h parks, q parks and quits, space
+/// releases it to a normal hold (then the run ends with a park).
+fn wait_for_operator(runtime: &Runtime) {
+    say("emergency hold: press e again to cut torque, h to park, q to park and quit");
+    loop {
+        let status = runtime.status();
+        if status.quit_requested || matches!(status.mode, Mode::Done | Mode::TorqueOff | Mode::Idle)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> Result<ExitCode> {
+    if !cli.sim {
+        bail!("bench runs on the virtual arm: pass --sim");
+    }
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--seconds must be positive, got {seconds}");
+    }
+    let scratch = std::env::temp_dir().join(format!("bridge-run-bench-{}", std::process::id()));
+    config.episode.recording_dir = scratch.join("recordings");
+    config.episode.log_file = scratch.join("bridge-run.log");
+    let policy: MqePolicy = match &cli.checkpoint {
+        Some(_) => load_policy(cli)?,
+        None => {
+            let device = device(cli.device)?;
+            let dir = scratch.join("random-checkpoint");
+            random_checkpoint(&dir, size_px, &device)?;
+            MqePolicy::load(&dir, &device).context("loading the random-weight checkpoint")?
+        }
+    };
+    let device_name = format!("{:?}", device(cli.device)?);
+    let mut rig = open_rig(cli, &config)?;
+    let frame = rig.camera.next_frame().context("the goal frame")?;
+    let goal = GoalImage::from_rgb(
+        Path::new("(first sim frame)"),
+        &frame.rgb,
+        frame.width_px,
+        frame.height_px,
+        policy.input_size_px(),
+    )?;
+    let input_px = policy.input_size_px();
+    let mut runtime = Runtime::start(
+        config.clone(),
+        rig.arm,
+        rig.camera,
+        Box::new(policy),
+        RuntimeOptions::default(),
+    )?;
+    let result = bridge_run::bench::run(&mut runtime, &goal, Duration::from_secs_f64(seconds));
+    let stopped = runtime.park_and_stop();
+    let result = result?;
+    stopped?;
+    println!(
+        "bridge-run bench: sim, {:.1} s, {} episodes, {} policy steps; control {:.0} Hz, policy {:.0} Hz; {} px input on {device_name}",
+        result.seconds,
+        result.episodes,
+        result.steps,
+        1.0 / config.control.control_period_s,
+        1.0 / config.policy.policy_period_s,
+        input_px
+    );
+    print!("{}", result.table());
+    if !result.safety_events.is_empty() {
+        println!("safety events ({}):", result.safety_events.len());
+        for event in result.safety_events.iter().take(10) {
+            println!("  {event}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A pixel checkpoint with random weights (default architecture) for timing.
+fn random_checkpoint(dir: &Path, size_px: usize, device: &Device) -> Result<()> {
+    let model = mqe::ModelConfig::pixels(size_px, 3, 7);
+    let agent = mqe::Agent::new(model, mqe::TrainConfig::pixels(), device)?;
+    let meta = mqe::CheckpointMeta {
+        dataset: "random weights (bridge-run bench)".into(),
+        episodes: 0,
+        rows: 0,
+    };
+    agent.save_inference(dir, &meta)?;
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! The policy thread: every `policy_period_s` while the control thread is Running, takes the
+//! newest camera frame (never one older than `max_frame_age_s`), squashes it to the model
+//! input, runs the [`Policy`], hands the action to the control thread through a freshest-value
+//! mailbox, and records the step (observation then action) through the recorder.
+//!
+//! Ticks are scheduled on a fixed grid: a slow inference delays one step, not all that follow.
+//! The control thread never waits on this thread; its policy watchdog notices when it is late.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bridge_data::raw::RawStep;
+use camera::Frame;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use widowx::driver::Effort;
+use widowx::joints::ARM_JOINTS;
+use widowx::kinematics::{bridge_state, forward};
+
+use crate::config::RuntimeConfig;
+use crate::control::{ControlStatus, PolicyAction};
+use crate::frames::FrameSlot;
+use crate::mailbox::Mailbox;
+use crate::modes::Mode;
+use crate::monitor::{MonitorMsg, PolicyStatus};
+use crate::policy::{GoalImage, Policy};
+use crate::recorder::{RecorderMsg, RecorderSender};
+
+/// Where an episode is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingPlan {
+    /// The trajectory directory (`.../raw/traj_group0/traj<i>`).
+    pub dir: PathBuf,
+    pub language: Option<String>,
+}
+
+/// What the runtime asks of the policy thread.
+#[derive(Debug)]
+pub enum PolicyRequest {
+    /// Set the goal and act during `episode` (when the control thread runs it).
+    Start {
+        episode: u64,
+        goal: GoalImage,
+        max_steps: usize,
+        recording: Option<RecordingPlan>,
+    },
+    /// Stop acting; record the final observation.
+    Stop {
+        episode: u64,
+    },
+    Exit,
+}
+
+/// One policy step, for the episode's trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub episode: u64,
+    pub step: usize,
+    pub action: [f32; 7],
+    pub distance: f32,
+    pub inference_s: f64,
+    pub frame_age_s: f64,
+    pub obs_model_rgb: Vec<u8>,
+}
+
+/// What the policy thread tells the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyReport {
+    /// The goal was set (or could not be, with the reason).
+    Started {
+        episode: u64,
+        result: Result<(), String>,
+    },
+    Step(StepRecord),
+    /// The episode's last step was taken.
+    Finished {
+        episode: u64,
+        steps: usize,
+    },
+    /// Acting stopped; the recording (if any) is closed.
+    Stopped {
+        episode: u64,
+        steps: usize,
+        recording: Option<PathBuf>,
+    },
+}
+
+/// The policy thread's ends of its channels.
+pub struct PolicyLinks {
+    pub requests: Receiver<PolicyRequest>,
+    pub reports: Sender<PolicyReport>,
+    pub monitor: Sender<MonitorMsg>,
+    pub frames: FrameSlot,
+    pub control: Mailbox<ControlStatus>,
+    pub actions: Mailbox<Option<PolicyAction>>,
+    pub status: Mailbox<PolicyStatus>,
+    pub recorder: Option<RecorderSender>,
+}
+
+struct Active {
+    episode: u64,
+    max_steps: usize,
+    steps: usize,
+    next_tick: Instant,
+    recording: Option<PathBuf>,
+    /// Last reason a step was skipped (reported once per run of skips).
+    skipping: Option<&'static str>,
+}
+
+struct PolicyThread {
+    policy: Box<dyn Policy>,
+    links: PolicyLinks,
+    period: Duration,
+    max_frame_age_s: f64,
+    gripper_closed_rad: f64,
+    gripper_open_rad: f64,
+    obs: Vec<u8>,
+}
+
+/// Starts the policy thread.
+pub fn spawn(
+    policy: Box<dyn Policy>,
+    config: &RuntimeConfig,
+    links: PolicyLinks,
+) -> Result<JoinHandle<()>, crate::RunError> {
+    let mut thread = PolicyThread {
+        policy,
+        links,
+        period: Duration::from_secs_f64(config.policy.policy_period_s),
+        max_frame_age_s: config.policy.max_frame_age_s,
+        gripper_closed_rad: config.control.gripper_closed_rad,
+        gripper_open_rad: config.control.gripper_open_rad,
+        obs: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name("bridge-run-policy".into())
+        .spawn(move || thread.run())
+        .map_err(|source| crate::RunError::Thread {
+            thread: "policy",
+            source,
+        })
+}
+
+impl PolicyThread {
+    fn run(&mut self) {
+        let mut active: Option<Active> = None;
+        loop {
+            let timeout = active.as_ref().map_or(Duration::from_millis(100), |a| {
+                a.next_tick.saturating_duration_since(Instant::now())
+            });
+            match self.links.requests.recv_timeout(timeout) {
+                Ok(PolicyRequest::Start {
+                    episode,
+                    goal,
+                    max_steps,
+                    recording,
+                }) => {
+                    if let Some(old) = active.take() {
+                        self.stop(old);
+                    }
+                    active = self.start(episode, &goal, max_steps, recording);
+                }
+                Ok(PolicyRequest::Stop { episode }) => {
+                    if let Some(a) = active.take_if(|a| a.episode == episode) {
+                        self.stop(a);
+                    }
+                }
+                Ok(PolicyRequest::Exit) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(a) = active.as_mut()
+                && Instant::now() >= a.next_tick
+            {
+                a.next_tick += self.period;
+                if a.next_tick < Instant::now() {
+                    a.next_tick = Instant::now() + self.period; // behind: skip, don't bunch up
+                }
+                self.tick(a);
+            }
+        }
+        if let Some(a) = active.take() {
+            self.stop(a);
+        }
+    }
+
+    fn note(&self, text: String, safety: bool) {
+        let _ = self.links.monitor.send(MonitorMsg::Note {
+            at: Instant::now(),
+            source: "policy",
+            text,
+            safety,
+        });
+    }
+
+    fn start(
+        &mut self,
+        episode: u64,
+        goal: &GoalImage,
+        max_steps: usize,
+        recording: Option<RecordingPlan>,
+    ) -> Option<Active> {
+        let result = self.policy.set_goal(goal).map_err(|e| e.to_string());
+        let ok = result.is_ok();
+        let _ = self
+            .links
+            .reports
+            .send(PolicyReport::Started { episode, result });
+        if !ok {
+            return None;
+        }
+        let recording = recording.and_then(|plan| {
+            let recorder = self.links.recorder.as_ref()?;
+            recorder
+                .try_send(RecorderMsg::StartEpisode {
+                    dir: plan.dir.clone(),
+                    language: plan.language,
+                })
+                .then_some(plan.dir)
+        });
+        self.links.status.put(PolicyStatus {
+            episode,
+            steps: 0,
+            max_steps,
+            last_inference_s: 0.0,
+            last_distance: f32::NAN,
+        });
+        Some(Active {
+            episode,
+            max_steps,
+            steps: 0,
+            next_tick: Instant::now(),
+            recording,
+            skipping: None,
+        })
+    }
+
+    fn stop(&mut self, active: Active) {
+        if active.recording.is_some() {
+            // The final observation (T+1 for T actions), as the Bridge stack records it.
+            if let Some(frame) = self.links.frames.latest() {
+                let status = self.links.control.get();
+                self.record_observation(&frame, &status);
+            }
+            self.send_to_recorder(RecorderMsg::EndEpisode);
+        }
+        let _ = self.links.reports.send(PolicyReport::Stopped {
+            episode: active.episode,
+            steps: active.steps,
+            recording: active.recording,
+        });
+    }
+
+    fn skip(&self, active: &mut Active, reason: &'static str, detail: String) {
+        if active.skipping != Some(reason) {
+            active.skipping = Some(reason);
+            self.note(format!("step skipped, the arm holds: {detail}"), true);
+        }
+    }
+
+    fn tick(&mut self, active: &mut Active) {
+        let status = self.links.control.get();
+        if status.mode != Mode::Running || status.episode != active.episode {
+            return;
+        }
+        if active.steps >= active.max_steps {
+            return;
+        }
+        let Some(frame) = self.links.frames.latest() else {
+            self.skip(active, "no-frame", "no camera frame yet".into());
+            return;
+        };
+        let frame_age_s = frame.captured_at.elapsed().as_secs_f64();
+        if frame_age_s > self.max_frame_age_s {
+            let detail = format!(
+                "newest frame is {frame_age_s:.2} s old (max_frame_age_s {})",
+                self.max_frame_age_s
+            );
+            self.skip(active, "stale-frame", detail);
+            return;
+        }
+        let size_px = self.policy.input_size_px();
+        if let Err(e) = camera::preprocess::squash_rgb(
+            &frame.rgb,
+            frame.width_px,
+            frame.height_px,
+            size_px,
+            &mut self.obs,
+        ) {
+            self.skip(
+                active,
+                "bad-frame",
+                format!("frame cannot be preprocessed: {e}"),
+            );
+            return;
+        }
+        let output = match self.policy.act(&self.obs) {
+            Ok(output) => output,
+            Err(e) => {
+                self.skip(active, "policy-error", format!("the policy failed: {e}"));
+                return;
+            }
+        };
+        active.skipping = None;
+        let step = active.steps;
+        let action = output.action.map(f64::from);
+        self.links.actions.put(Some(PolicyAction {
+            episode: active.episode,
+            step,
+            action,
+            frame_captured_at: frame.captured_at,
+        }));
+        active.steps += 1;
+        self.links.status.put(PolicyStatus {
+            episode: active.episode,
+            steps: active.steps,
+            max_steps: active.max_steps,
+            last_inference_s: output.inference_s,
+            last_distance: output.distance,
+        });
+        let _ = self.links.reports.send(PolicyReport::Step(StepRecord {
+            episode: active.episode,
+            step,
+            action: output.action,
+            distance: output.distance,
+            inference_s: output.inference_s,
+            frame_age_s,
+            obs_model_rgb: self.obs.clone(),
+        }));
+        if active.recording.is_some() && output.is_finite() {
+            self.record_observation(&frame, &status);
+            self.send_to_recorder(RecorderMsg::Action(action));
+        }
+        if active.steps == active.max_steps {
+            let _ = self.links.reports.send(PolicyReport::Finished {
+                episode: active.episode,
+                steps: active.steps,
+            });
+        }
+    }
+
+    fn send_to_recorder(&self, msg: RecorderMsg) {
+        if let Some(recorder) = &self.links.recorder {
+            // A full queue drops the message; the recorder closes the episode consistently.
+            let _ = recorder.try_send(msg);
+        }
+    }
+
+    fn record_observation(&self, frame: &Arc<Frame>, status: &ControlStatus) {
+        let jpeg = match encode_jpeg(frame) {
+            Ok(jpeg) => jpeg,
+            Err(e) => {
+                self.note(
+                    format!("recording: cannot encode the frame as JPEG: {e}"),
+                    false,
+                );
+                return;
+            }
+        };
+        let step = raw_step(jpeg, status, self.gripper_closed_rad, self.gripper_open_rad);
+        self.send_to_recorder(RecorderMsg::Observation(step));
+    }
+}
+
+/// The frame as JPEG (quality 90), as images0 of the raw layout.
+pub fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, image::ImageError> {
+    let mut jpeg = Vec::with_capacity(64 * 1024);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode(
+        &frame.rgb,
+        frame.width_px,
+        frame.height_px,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(jpeg)
+}
+
+/// The gripper's opening as the Bridge state's 0 (closed) .. 1 (open).
+pub fn gripper_open_fraction(angle_rad: f64, closed_rad: f64, open_rad: f64) -> f64 {
+    ((angle_rad - closed_rad) / (open_rad - closed_rad)).clamp(0.0, 1.0)
+}
+
+/// One recorded observation from a frame's JPEG and the control thread's snapshot.
+pub fn raw_step(jpeg: Vec<u8>, status: &ControlStatus, closed_rad: f64, open_rad: f64) -> RawStep {
+    let state = &status.state;
+    let qpos = state.arm_positions_rad();
+    let gripper = gripper_open_fraction(state.positions_rad[ARM_JOINTS], closed_rad, open_rad);
+    let effort = |e: Effort| match e {
+        Effort::CurrentMa(ma) => ma,
+        Effort::LoadPercent(p) => p,
+    };
+    RawStep {
+        jpeg,
+        state: bridge_state(&qpos, gripper),
+        qpos,
+        qvel: std::array::from_fn(|i| state.velocities_rad_s[i]),
+        joint_effort: std::array::from_fn(|i| effort(state.effort[i])),
+        eef_transform: forward(&qpos).to_matrix(),
+        time_stamp_s: crate::clock::unix_time_s(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gripper_fraction_maps_the_configured_range() {
+        assert_eq!(gripper_open_fraction(0.9, -0.9, 0.9), 1.0);
+        assert_eq!(gripper_open_fraction(-0.9, -0.9, 0.9), 0.0);
+        assert!((gripper_open_fraction(0.0, -0.9, 0.9) - 0.5).abs() < 1e-12);
+        assert_eq!(gripper_open_fraction(2.0, -0.9, 0.9), 1.0);
+    }
+
+    #[test]
+    fn raw_steps_carry_the_bridge_state_of_the_joints() {
+        let mut state = widowx::driver::JointState::default();
+        let joints = widowx::joints::BRIDGE_NEUTRAL_POSE_RAD;
+        state.positions_rad[..6].copy_from_slice(&joints);
+        state.positions_rad[6] = 0.9;
+        state.effort[2] = Effort::CurrentMa(120.0);
+        let status = crate::control::tests_support::status(state);
+        let step = raw_step(vec![1, 2], &status, -0.9, 0.9);
+        assert_eq!(step.qpos, joints);
+        assert_eq!(step.state, bridge_state(&joints, 1.0));
+        assert_eq!(step.joint_effort[2], 120.0);
+        assert_eq!(step.eef_transform[3], [0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn frames_encode_as_decodable_jpeg() {
+        let frame = Frame {
+            rgb: vec![200; 64 * 48 * 3],
+            width_px: 64,
+            height_px: 48,
+            captured_at: Instant::now(),
+            sequence: 0,
+        };
+        let jpeg = encode_jpeg(&frame).unwrap();
+        let decoded = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (64, 48));
+    }
+}

@@ -1,0 +1,699 @@
+//! The runtime: the threads of architecture.md wired together, and the episode API used by the
+//! `bridge-run` binary and by `bridge-sim eval` (so evaluation runs the same code path).
+//!
+//! No process-global state: each [`Runtime`] owns its threads and channels, so several can run
+//! in one process (tests do) and episodes run back to back on one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use camera::FrameSource;
+use crossbeam_channel::{Receiver, Sender};
+use widowx::driver::Arm;
+use widowx::joints::ARM_JOINTS;
+use widowx::kinematics::bridge_state;
+
+use crate::clock;
+use crate::config::RuntimeConfig;
+use crate::control::{self, ControlLinks, ControlRequest, ControlStatus, PolicyAction};
+use crate::error::RunError;
+use crate::frames::{self, FrameSlot};
+use crate::mailbox::Mailbox;
+use crate::modes::{EpisodeEnd, Mode, OperatorCommand};
+use crate::monitor::{self, EpisodeLog, MonitorMsg, MonitorSetup, PolicyStatus, StatusSink};
+use crate::policy::{GoalImage, Policy};
+use crate::policy_loop::{self, PolicyLinks, PolicyReport, PolicyRequest, RecordingPlan};
+use crate::recorder::Recorder;
+use crate::report::{EpisodeTrace, write_report};
+use crate::supervisor::Fault;
+
+/// Front-end settings that are not part of the configuration file.
+pub struct RuntimeOptions {
+    /// Where the status line is drawn (a terminal); `None`: no status line.
+    pub status_line: Option<StatusSink>,
+    /// How often the status line is redrawn. Default 0.25 s.
+    pub status_interval: Duration,
+    /// Messages the recorder queue holds before it drops (and closes the episode). Default 256.
+    pub recorder_queue_len: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            status_line: None,
+            status_interval: Duration::from_millis(250),
+            recorder_queue_len: 256,
+        }
+    }
+}
+
+/// What happened in one episode.
+#[derive(Debug, Clone)]
+pub struct EpisodeReport {
+    /// 1-based episode number of this runtime.
+    pub episode: u64,
+    /// Policy steps taken.
+    pub steps: usize,
+    /// How it ended; `None` when it never started (the reset did not complete).
+    pub end: Option<EpisodeEnd>,
+    /// The safety fault that ended it (or stopped the reset).
+    pub fault: Option<Fault>,
+    /// One sentence for the operator: how it ended and why.
+    pub summary: String,
+    /// Mode when the episode was over.
+    pub final_mode: Mode,
+    /// Bridge state `[x, y, z, roll, pitch, yaw, gripper]` at the end.
+    pub final_state: [f64; 7],
+    /// Learned distance to the goal per step.
+    pub distances: Vec<f32>,
+    pub inference_s: Vec<f64>,
+    pub frame_to_command_s: Vec<f64>,
+    pub control_period_s: Vec<f64>,
+    /// Every logged event of the episode, `+seconds  text`.
+    pub events: Vec<String>,
+    /// Safety events only.
+    pub safety_events: Vec<String>,
+    /// The raw-layout trajectory directory, when recorded.
+    pub recording: Option<PathBuf>,
+    /// The run report directory, when written.
+    pub report_dir: Option<PathBuf>,
+}
+
+impl EpisodeReport {
+    /// Whether the operator asked to quit (q, Ctrl-C, SIGTERM) during it.
+    pub fn quit_requested(&self) -> bool {
+        self.end == Some(EpisodeEnd::Operator(OperatorCommand::Quit))
+    }
+}
+
+/// The running threads: control, camera, policy, monitor, recorder.
+pub struct Runtime {
+    config: RuntimeConfig,
+    input_size_px: u32,
+    operator: Sender<OperatorCommand>,
+    requests: Sender<ControlRequest>,
+    policy_requests: Sender<PolicyRequest>,
+    policy_reports: Receiver<PolicyReport>,
+    monitor: Sender<MonitorMsg>,
+    control_status: Mailbox<ControlStatus>,
+    policy_status: Mailbox<PolicyStatus>,
+    episode_log: Arc<Mutex<EpisodeLog>>,
+    camera_stop: Arc<AtomicBool>,
+    threads: Threads,
+    recorder: Option<Recorder>,
+    session_dir: PathBuf,
+    episodes: u64,
+}
+
+#[derive(Default)]
+struct Threads {
+    control: Option<JoinHandle<Arm>>,
+    policy: Option<JoinHandle<()>>,
+    camera: Option<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+/// Longest wait for a reset to the start pose, beyond its planned time.
+const RESET_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the policy to take a goal (model upload to a GPU included).
+const GOAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the park before stopping.
+const PARK_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Runtime {
+    /// Starts every thread. The arm's torque goes on, holding where it is; nothing moves until
+    /// [`Runtime::run_episode`] (or the operator) says so.
+    pub fn start(
+        config: RuntimeConfig,
+        arm: Arm,
+        camera: Box<dyn FrameSource>,
+        policy: Box<dyn Policy>,
+        options: RuntimeOptions,
+    ) -> Result<Runtime, RunError> {
+        config.validate().map_err(|reason| RunError::Config {
+            path: PathBuf::from("(runtime configuration)"),
+            reason,
+        })?;
+        let input_size_px = policy.input_size_px();
+        let (monitor_tx, monitor_rx) = crossbeam_channel::bounded(4096);
+        let (operator_tx, operator_rx) = crossbeam_channel::bounded(64);
+        let (requests_tx, requests_rx) = crossbeam_channel::bounded(16);
+        let (policy_req_tx, policy_req_rx) = crossbeam_channel::unbounded();
+        let (policy_rep_tx, policy_rep_rx) = crossbeam_channel::unbounded();
+        let frame_times: Mailbox<Option<Instant>> = Mailbox::new(None);
+        let actions: Mailbox<Option<PolicyAction>> = Mailbox::new(None);
+        let policy_status = Mailbox::new(PolicyStatus::default());
+        let slot = FrameSlot::default();
+        let episode_log = Arc::new(Mutex::new(EpisodeLog::default()));
+        let camera_stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Threads::default();
+        // A placeholder until the control thread publishes the real state.
+        let control_status = Mailbox::new(placeholder_status());
+        threads.monitor = Some(monitor::spawn(
+            MonitorSetup {
+                messages: monitor_rx,
+                log_file: Some(config.episode.log_file.clone()),
+                status: control_status.clone(),
+                policy: policy_status.clone(),
+                frames: frame_times.clone(),
+                status_line: options.status_line,
+                status_interval: options.status_interval,
+            },
+            Arc::clone(&episode_log),
+        )?);
+        let recorder = config
+            .episode
+            .record
+            .then(|| Recorder::spawn(options.recorder_queue_len));
+        let mut runtime = Runtime {
+            session_dir: session_dir(&config.episode.recording_dir),
+            config: config.clone(),
+            input_size_px,
+            operator: operator_tx,
+            requests: requests_tx,
+            policy_requests: policy_req_tx,
+            policy_reports: policy_rep_rx,
+            monitor: monitor_tx.clone(),
+            control_status: control_status.clone(),
+            policy_status: policy_status.clone(),
+            episode_log,
+            camera_stop: Arc::clone(&camera_stop),
+            threads,
+            recorder,
+            episodes: 0,
+        };
+        runtime.note("runtime", format!("starting; arm {arm:?}"), false);
+        // If a thread fails to start, the ones already running are stopped by Drop.
+        runtime.threads.control = Some(control::spawn(
+            arm,
+            config.clone(),
+            ControlLinks {
+                operator: operator_rx,
+                requests: requests_rx,
+                monitor: monitor_tx.clone(),
+                actions: actions.clone(),
+                frames: frame_times.clone(),
+                status: control_status.clone(),
+            },
+        )?);
+        runtime.threads.camera = Some(frames::spawn(
+            camera,
+            slot.clone(),
+            frame_times,
+            monitor_tx.clone(),
+            camera_stop,
+        )?);
+        runtime.threads.policy = Some(policy_loop::spawn(
+            policy,
+            &config,
+            PolicyLinks {
+                requests: policy_req_rx,
+                reports: policy_rep_tx,
+                monitor: monitor_tx,
+                frames: slot,
+                control: control_status,
+                actions,
+                status: policy_status,
+                recorder: runtime.recorder.as_ref().map(Recorder::sender),
+            },
+        )?);
+        Ok(runtime)
+    }
+
+    /// Where operator commands go (what the keyboard thread sends; tests inject through it).
+    pub fn commands(&self) -> Sender<OperatorCommand> {
+        self.operator.clone()
+    }
+
+    /// The control thread's newest snapshot.
+    pub fn status(&self) -> ControlStatus {
+        self.control_status.get()
+    }
+
+    /// A handle on the control thread's snapshots that other threads can hold while an
+    /// episode runs (a watchdog, a test injecting faults, an evaluation harness).
+    pub fn status_watch(&self) -> Mailbox<ControlStatus> {
+        self.control_status.clone()
+    }
+
+    /// What the policy thread last did.
+    pub fn policy_status(&self) -> PolicyStatus {
+        self.policy_status.get()
+    }
+
+    /// The configuration the runtime runs with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Where this runtime's recordings and reports go (`<recording_dir>/bridge-run/00/<date_time>`).
+    pub fn session_dir(&self) -> &Path {
+        &self.session_dir
+    }
+
+    fn note(&self, source: &'static str, text: String, safety: bool) {
+        let _ = self.monitor.send(MonitorMsg::Note {
+            at: Instant::now(),
+            source,
+            text,
+            safety,
+        });
+    }
+
+    /// Resets to the start pose, runs one episode toward `goal` for at most `max_steps` policy
+    /// steps (or until the operator or the supervisor stops it), holds, and returns what
+    /// happened. The goal must match the policy's input size; nothing moves otherwise.
+    pub fn run_episode(
+        &mut self,
+        goal: &GoalImage,
+        max_steps: usize,
+    ) -> Result<EpisodeReport, RunError> {
+        self.check_goal(goal)?;
+        let status = self.status();
+        if status.quit_requested {
+            return Err(RunError::Stopped { mode: status.mode });
+        }
+        self.episodes += 1;
+        let episode = self.episodes;
+        let _ = self.monitor.send(MonitorMsg::EpisodeStart { episode });
+        while self.policy_reports.try_recv().is_ok() {}
+        if let Some(report) = self.reset(episode)? {
+            return Ok(report);
+        }
+        let recording = self.recording_plan(episode);
+        self.policy_requests
+            .send(PolicyRequest::Start {
+                episode,
+                goal: goal.clone(),
+                max_steps,
+                recording,
+            })
+            .map_err(|_| gone("policy"))?;
+        self.wait_policy_started(episode, goal)?;
+        self.requests
+            .send(ControlRequest::Begin { episode })
+            .map_err(|_| gone("control"))?;
+        let mut trace = self.drive(episode, goal)?;
+        let stopped = self.stop_policy(episode, &mut trace)?;
+        self.finish_episode(episode, trace, stopped)
+    }
+
+    fn check_goal(&self, goal: &GoalImage) -> Result<(), RunError> {
+        let expected_len = (goal.size_px as usize).pow(2) * 3;
+        if goal.size_px != self.input_size_px {
+            return Err(RunError::Goal {
+                path: goal.path.clone(),
+                reason: format!(
+                    "squashed to {} px, but the policy's input is {} px; load the goal with the policy's input size",
+                    goal.size_px, self.input_size_px
+                ),
+            });
+        }
+        if goal.model_rgb.len() != expected_len {
+            return Err(RunError::Goal {
+                path: goal.path.clone(),
+                reason: format!(
+                    "holds {} bytes, expected {expected_len} ({} x {} x 3)",
+                    goal.model_rgb.len(),
+                    goal.size_px,
+                    goal.size_px
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves to the start pose; `Some(report)` when the reset did not complete.
+    fn reset(&mut self, episode: u64) -> Result<Option<EpisodeReport>, RunError> {
+        self.requests
+            .send(ControlRequest::Reset { episode })
+            .map_err(|_| gone("control"))?;
+        let deadline = Instant::now() + RESET_TIMEOUT;
+        loop {
+            let status = self.status();
+            let handled = status.reset_requested == episode;
+            if handled && status.mode != Mode::MovingToStart {
+                if status.episode_ready == episode && status.mode == Mode::Idle {
+                    return Ok(None);
+                }
+                let why = status.last_fault.map_or_else(
+                    || format!("the arm is in mode {}", status.mode),
+                    |f| f.to_string(),
+                );
+                let summary = format!(
+                    "episode {episode} did not start: reset to the start pose failed: {why}"
+                );
+                self.note("runtime", summary.clone(), true);
+                return Ok(Some(self.unstarted_report(episode, summary, status)));
+            }
+            self.check_control_alive()?;
+            if Instant::now() > deadline {
+                return Err(RunError::Timeout {
+                    what: "the reset to the start pose",
+                    timeout_s: RESET_TIMEOUT.as_secs_f64(),
+                    mode: status.mode,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn unstarted_report(
+        &mut self,
+        episode: u64,
+        summary: String,
+        status: ControlStatus,
+    ) -> EpisodeReport {
+        let log = self.take_episode_log();
+        EpisodeReport {
+            episode,
+            steps: 0,
+            end: None,
+            fault: status.last_fault,
+            summary,
+            final_mode: status.mode,
+            final_state: bridge_state_of(&status, &self.config),
+            distances: Vec::new(),
+            inference_s: Vec::new(),
+            frame_to_command_s: log.frame_to_command_s,
+            control_period_s: log.control_period_s,
+            events: log.events,
+            safety_events: log.safety_events,
+            recording: None,
+            report_dir: None,
+        }
+    }
+
+    fn recording_plan(&self, episode: u64) -> Option<RecordingPlan> {
+        self.recorder.as_ref()?;
+        Some(RecordingPlan {
+            dir: self
+                .session_dir
+                .join("raw")
+                .join("traj_group0")
+                .join(format!("traj{}", episode - 1)),
+            language: self.config.episode.language.clone(),
+        })
+    }
+
+    fn wait_policy_started(&mut self, episode: u64, goal: &GoalImage) -> Result<(), RunError> {
+        let deadline = Instant::now() + GOAL_TIMEOUT;
+        loop {
+            match self.policy_reports.recv_deadline(deadline) {
+                Ok(PolicyReport::Started { episode: e, result }) if e == episode => {
+                    return result.map_err(|reason| RunError::Goal {
+                        path: goal.path.clone(),
+                        reason,
+                    });
+                }
+                Ok(_) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err(RunError::Timeout {
+                        what: "setting the policy's goal",
+                        timeout_s: GOAL_TIMEOUT.as_secs_f64(),
+                        mode: self.status().mode,
+                    });
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(gone("policy"));
+                }
+            }
+        }
+    }
+
+    /// Collects policy steps until the control thread ends the episode.
+    fn drive(&mut self, episode: u64, goal: &GoalImage) -> Result<EpisodeTrace, RunError> {
+        let mut trace = EpisodeTrace {
+            goal_model_rgb: goal.model_rgb.clone(),
+            size_px: goal.size_px,
+            ..EpisodeTrace::default()
+        };
+        let begun_by = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.policy_reports.recv_timeout(Duration::from_millis(10)) {
+                Ok(PolicyReport::Step(step)) if step.episode == episode => {
+                    trace.distances.push(step.distance);
+                    trace.inference_s.push(step.inference_s);
+                    trace.observations_model_rgb.push(step.obs_model_rgb);
+                }
+                Ok(PolicyReport::Finished { episode: e, .. }) if e == episode => {
+                    // Let the last step's move finish before holding.
+                    std::thread::sleep(Duration::from_secs_f64(self.config.control.move_time_s));
+                    let _ = self.requests.send(ControlRequest::Complete { episode });
+                }
+                Ok(_) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(gone("policy"));
+                }
+            }
+            let status = self.status();
+            if status.last_end.is_some_and(|end| end.episode == episode) {
+                return Ok(trace);
+            }
+            if status.episode != episode && Instant::now() > begun_by {
+                // Begin was refused: the operator took over between the reset and the start.
+                return Ok(trace);
+            }
+            self.check_control_alive()?;
+        }
+    }
+
+    fn stop_policy(&mut self, episode: u64, trace: &mut EpisodeTrace) -> Result<Stopped, RunError> {
+        self.policy_requests
+            .send(PolicyRequest::Stop { episode })
+            .map_err(|_| gone("policy"))?;
+        let deadline = Instant::now() + GOAL_TIMEOUT;
+        loop {
+            match self.policy_reports.recv_deadline(deadline) {
+                Ok(PolicyReport::Step(step)) if step.episode == episode => {
+                    trace.distances.push(step.distance);
+                    trace.inference_s.push(step.inference_s);
+                    trace.observations_model_rgb.push(step.obs_model_rgb);
+                }
+                Ok(PolicyReport::Stopped {
+                    episode: e,
+                    steps,
+                    recording,
+                }) if e == episode => return Ok(Stopped { steps, recording }),
+                Ok(_) => {}
+                Err(_) => return Err(gone("policy")),
+            }
+        }
+    }
+
+    fn take_episode_log(&self) -> EpisodeLog {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        if self.monitor.send(MonitorMsg::Sync(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(Duration::from_secs(5));
+        }
+        std::mem::take(
+            &mut *self
+                .episode_log
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    fn finish_episode(
+        &mut self,
+        episode: u64,
+        mut trace: EpisodeTrace,
+        stopped: Stopped,
+    ) -> Result<EpisodeReport, RunError> {
+        let status = self.status();
+        let end_record = status.last_end.filter(|e| e.episode == episode);
+        let end = end_record.map(|e| e.end);
+        let fault = end_record.and_then(|e| e.fault);
+        let summary = episode_summary(episode, stopped.steps, end, fault.as_ref(), status.mode);
+        self.note("runtime", summary.clone(), fault.is_some());
+        if let Some(recorder) = &self.recorder {
+            if !recorder.wait_until_written(Duration::from_secs(10)) {
+                self.note(
+                    "recorder",
+                    "recording not fully written within 10 s".into(),
+                    true,
+                );
+            }
+            for e in recorder.take_errors() {
+                self.note("recorder", format!("recording: {e}"), true);
+            }
+        }
+        let log = self.take_episode_log();
+        trace.frame_to_command_s = log.frame_to_command_s.clone();
+        trace.control_period_s = log.control_period_s.clone();
+        trace.events = log.events.clone();
+        let report_dir = self.write_episode_report(episode, &trace);
+        Ok(EpisodeReport {
+            episode,
+            steps: stopped.steps,
+            end,
+            fault,
+            summary,
+            final_mode: status.mode,
+            final_state: bridge_state_of(&status, &self.config),
+            distances: trace.distances,
+            inference_s: trace.inference_s,
+            frame_to_command_s: log.frame_to_command_s,
+            control_period_s: log.control_period_s,
+            events: log.events,
+            safety_events: log.safety_events,
+            recording: stopped.recording,
+            report_dir,
+        })
+    }
+
+    fn write_episode_report(&self, episode: u64, trace: &EpisodeTrace) -> Option<PathBuf> {
+        if !self.config.episode.report {
+            return None;
+        }
+        let dir = self
+            .session_dir
+            .join("reports")
+            .join(format!("traj{}", episode - 1));
+        match write_report(&dir, trace) {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                self.note("report", format!("run report not written: {e}"), false);
+                None
+            }
+        }
+    }
+
+    fn check_control_alive(&self) -> Result<(), RunError> {
+        match &self.threads.control {
+            Some(handle) if !handle.is_finished() => Ok(()),
+            _ => Err(gone("control")),
+        }
+    }
+
+    /// Parks the arm (unless it is parked, or the operator cut torque), turns torque off, and
+    /// stops every thread. An error says why the arm could not be parked.
+    pub fn park_and_stop(mut self) -> Result<(), RunError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), RunError> {
+        let mut result = Ok(());
+        if self.threads.control.is_some() {
+            let _ = self.requests.send(ControlRequest::Shutdown);
+            let deadline = Instant::now() + PARK_TIMEOUT;
+            let status = loop {
+                let status = self.status();
+                let alive = self.check_control_alive().is_ok();
+                if status.stopped() || !alive || Instant::now() > deadline {
+                    break status;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            if status.mode != Mode::Done && status.mode != Mode::TorqueOff {
+                let why = status
+                    .last_fault
+                    .map_or_else(String::new, |f| format!(": {f}"));
+                let text = format!(
+                    "the arm could not be parked; it is in mode {}{why}",
+                    status.mode
+                );
+                self.note("runtime", text.clone(), true);
+                result = Err(RunError::NotParked { reason: text });
+            } else {
+                self.note("runtime", format!("stopped in mode {}", status.mode), false);
+            }
+            let _ = self.requests.send(ControlRequest::Exit);
+            if let Some(handle) = self.threads.control.take()
+                && handle.join().is_err()
+                && result.is_ok()
+            {
+                result = Err(gone("control"));
+            }
+        }
+        let _ = self.policy_requests.send(PolicyRequest::Exit);
+        if let Some(handle) = self.threads.policy.take() {
+            let _ = handle.join();
+        }
+        self.camera_stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.threads.camera.take() {
+            // A camera blocked in its driver may never return: wait a little, then leave it.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        if let Some(recorder) = self.recorder.take() {
+            match recorder.shutdown() {
+                Ok(summary) => {
+                    for e in summary.errors {
+                        self.note("recorder", e, true);
+                    }
+                }
+                Err(e) => self.note("recorder", format!("recorder: {e}"), true),
+            }
+        }
+        let _ = self.monitor.send(MonitorMsg::Exit);
+        if let Some(handle) = self.threads.monitor.take() {
+            let _ = handle.join();
+        }
+        result
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Not stopped through park_and_stop (an error, a panic): park anyway.
+        let _ = self.shutdown();
+    }
+}
+
+struct Stopped {
+    steps: usize,
+    recording: Option<PathBuf>,
+}
+
+fn gone(thread: &'static str) -> RunError {
+    RunError::ThreadGone {
+        thread,
+        detail: None,
+    }
+}
+
+fn session_dir(root: &Path) -> PathBuf {
+    root.join("bridge-run")
+        .join("00")
+        .join(clock::folder_timestamp(clock::unix_time_s()))
+}
+
+fn placeholder_status() -> ControlStatus {
+    crate::control::ControlStatus::placeholder(Instant::now())
+}
+
+fn bridge_state_of(status: &ControlStatus, config: &RuntimeConfig) -> [f64; 7] {
+    let joints: [f64; ARM_JOINTS] = status.state.arm_positions_rad();
+    let gripper = crate::policy_loop::gripper_open_fraction(
+        status.state.positions_rad[ARM_JOINTS],
+        config.control.gripper_closed_rad,
+        config.control.gripper_open_rad,
+    );
+    bridge_state(&joints, gripper)
+}
+
+/// One sentence on how an episode ended.
+pub fn episode_summary(
+    episode: u64,
+    steps: usize,
+    end: Option<EpisodeEnd>,
+    fault: Option<&Fault>,
+    mode: Mode,
+) -> String {
+    let how = match (end, fault) {
+        (_, Some(fault)) => format!("stopped by the safety supervisor: {fault}"),
+        (Some(EpisodeEnd::Completed), None) => "completed".to_string(),
+        (Some(end), None) => format!("ended: {}", monitor::describe_end(end)),
+        (None, None) => "ended before the policy started".to_string(),
+    };
+    format!("episode {episode}: {steps} steps, {how}; arm {mode}")
+}

@@ -1,0 +1,229 @@
+//! The `bridge-run` binary without a terminal: bad inputs are refused with clear errors before
+//! the arm moves, `config` prints the resolved configuration, a `--sim --no-keyboard` run
+//! completes, and SIGTERM parks before exit.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn bridge_run(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bridge-run"));
+    command.current_dir(dir).stdin(Stdio::null());
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A PNG of `width_px` x `height_px`.
+fn png(dir: &Path, name: &str, width_px: u32, height_px: u32) -> PathBuf {
+    let path = dir.join(name);
+    image::RgbImage::from_pixel(width_px, height_px, image::Rgb([80, 90, 100]))
+        .save(&path)
+        .unwrap();
+    path
+}
+
+/// A fast configuration file: short episodes, quick resets, a slow sim camera (less CPU).
+fn fast_config(dir: &Path, max_steps: usize) -> PathBuf {
+    let path = dir.join("fast.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[control]\nreset_speed_rad_s = 1.8\n[episode]\nmax_steps = {max_steps}\nreport = false\n\
+             recording_dir = \"rec\"\nlog_file = \"run.log\"\n[camera]\nsim_fps = 8.0\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny_checkpoint(dir.path());
+    let small = png(dir.path(), "small.png", 320, 240);
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--goal")
+        .arg(&small)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        out.contains("small.png") && out.contains("320x240") && out.contains("640x480"),
+        "{out}"
+    );
+    assert!(!out.contains("moving-to-start"), "{out}");
+
+    let not_an_image = dir.path().join("goal.png");
+    std::fs::write(&not_an_image, "these are not pixels").unwrap();
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--goal")
+        .arg(&not_an_image)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        out.contains("goal.png") && out.contains("PNG or JPEG"),
+        "{out}"
+    );
+
+    // A checkpoint trained on states, not camera pixels.
+    let state_dir = dir.path().join("state-checkpoint");
+    let mut model = mqe::ModelConfig::state(7, 7);
+    (model.latent_dim, model.mlp_hidden, model.actor_hidden) = (32, vec![32], vec![32]);
+    mqe::Agent::new(
+        model,
+        mqe::TrainConfig::default(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+    .save_inference(&state_dir, &mqe::CheckpointMeta::default())
+    .unwrap();
+    let goal = png(dir.path(), "ok.png", 640, 480);
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&state_dir)
+        .arg("--goal")
+        .arg(&goal)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(out.contains("model.obs") && out.contains("pixels"), "{out}");
+
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        out.contains("no checkpoint at") && out.contains("nowhere"),
+        "{out}"
+    );
+}
+
+#[test]
+fn without_a_terminal_it_refuses_to_start_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bridge_run(dir.path()).args(["--sim"]).output().unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        out.contains("not a terminal") && out.contains("--no-keyboard"),
+        "{out}"
+    );
+}
+
+#[test]
+fn config_prints_the_resolved_configuration_and_rejects_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fast_config(dir.path(), 7);
+    let output = bridge_run(dir.path())
+        .arg("config")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        out.contains("max_steps = 7") && out.contains("control_period_s = 0.01"),
+        "{out}"
+    );
+    let parsed: bridge_run::RuntimeConfig = toml::from_str(&out).unwrap();
+    assert_eq!(parsed.episode.max_steps, 7);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[safety]\nmax_speed = 3\n").unwrap();
+    let output = bridge_run(dir.path())
+        .arg("config")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        out.contains("bad.toml") && out.contains("max_speed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_sim_run_completes_and_sigterm_parks_before_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny_checkpoint(dir.path());
+    let goal = png(dir.path(), "goal.png", 640, 480);
+    let config = fast_config(dir.path(), 3);
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--goal")
+        .arg(&goal)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("episode 1: 3 steps, completed"), "{out}");
+    assert!(out.contains("recording: "), "{out}");
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(log.contains("mode parking -> done"), "{log}");
+
+    // A long run, stopped by SIGTERM: it parks, then exits.
+    let config = fast_config(dir.path(), 1000);
+    std::fs::remove_file(dir.path().join("run.log")).unwrap();
+    let child = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--goal")
+        .arg(&goal)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log_path = dir.path().join("run.log");
+    let running = wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("mode idle -> running"))
+    });
+    assert!(
+        running,
+        "never ran: {:?}",
+        std::fs::read_to_string(&log_path)
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("mode running -> parking (operator: park and quit)"),
+        "{log}"
+    );
+    assert!(log.contains("mode parking -> done"), "{log}");
+    assert!(out.contains("parked, torque off"), "{out}");
+}

@@ -1,0 +1,247 @@
+//! Fault injection on the virtual arm, each fault while the policy drives: the arm must end
+//! holding or parked, and the operator must be told why (episode summary, log file).
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bridge_run::OperatorCommand;
+use bridge_run::control::ControlStatus;
+use bridge_run::mailbox::Mailbox;
+use bridge_run::modes::{EpisodeEnd, Mode, Response};
+use bridge_run::runtime::EpisodeReport;
+use bridge_run::sim::SimRig;
+use support::*;
+use widowx::control_table::reg;
+
+/// A small constant step, so the arm visibly moves while the fault is injected.
+const STEP: [f32; 7] = [0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+
+/// Waits until the policy has driven `steps` steps of the episode.
+fn wait_until_driving(watch: &Mailbox<ControlStatus>, steps: usize) {
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let s = watch.get();
+            s.mode == Mode::Running && s.steps_applied >= steps
+        }),
+        "the policy never drove: {:?}",
+        watch.get().mode
+    );
+}
+
+fn torque_on(rig: &SimRig, id: u8) -> bool {
+    rig.virtual_arm().register(id, &reg::TORQUE_ENABLE) == Some(1)
+}
+
+/// Runs one episode while `inject` runs beside it (it gets the rig and the status watch).
+fn episode_with_fault(
+    config: bridge_run::RuntimeConfig,
+    camera: SyntheticCamera,
+    policy: ScriptedPolicy,
+    inject: impl FnOnce(&SimRig, &Mailbox<ControlStatus>) + Send,
+) -> (SimRig, bridge_run::Runtime, EpisodeReport) {
+    let goal = flat_goal(policy.size_px);
+    let (rig, mut runtime) = start_on_sim(config, Box::new(camera), Box::new(policy));
+    let watch = runtime.status_watch();
+    let report = std::thread::scope(|scope| {
+        let rig = &rig;
+        let watch = &watch;
+        scope.spawn(move || inject(rig, watch));
+        runtime.run_episode(&goal, 60).unwrap()
+    });
+    (rig, runtime, report)
+}
+
+fn assert_told(report: &EpisodeReport, log: &str, words: &str) {
+    assert!(
+        report.summary.contains(words),
+        "summary: {}",
+        report.summary
+    );
+    assert!(
+        report.safety_events.iter().any(|e| e.contains(words)),
+        "{:#?}",
+        report.safety_events
+    );
+    assert!(log.contains(words), "log: {log}");
+}
+
+#[test]
+fn a_stalled_camera_holds_the_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let camera = SyntheticCamera::new(15.0);
+    let stall = camera.stall.clone();
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        camera,
+        ScriptedPolicy::constant(STEP),
+        |_, watch| {
+            wait_until_driving(watch, 2);
+            stall.store(true, Ordering::Relaxed);
+        },
+    );
+    assert_eq!(
+        report.end,
+        Some(EpisodeEnd::Fault(Response::Hold)),
+        "{report:#?}"
+    );
+    assert_eq!(report.fault.map(|f| f.kind()), Some("camera-timeout"));
+    assert_eq!(report.final_mode, Mode::Idle);
+    // Holding: torque on, and the arm stays where it stopped.
+    let before = rig.virtual_arm().joint_positions_rad();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rig.virtual_arm().joint_positions_rad();
+    assert!(
+        (0..6).all(|i| (before[i] - after[i]).abs() < 0.01),
+        "{before:?} {after:?}"
+    );
+    assert!(torque_on(&rig, 4));
+    let log = log_text(&config);
+    assert_told(&report, &log, "camera stalled");
+    // The policy refused the old frames before the watchdog fired.
+    assert!(
+        log.contains("step skipped, the arm holds: newest frame is"),
+        "{log}"
+    );
+    stall.store(false, Ordering::Relaxed);
+    runtime.park_and_stop().unwrap();
+}
+
+#[test]
+fn a_vanished_port_leaves_the_servos_holding_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        SyntheticCamera::new(15.0),
+        ScriptedPolicy::constant(STEP),
+        |rig, watch| {
+            wait_until_driving(watch, 2);
+            rig.virtual_arm().vanish();
+        },
+    );
+    assert_eq!(report.fault.map(|f| f.kind()), Some("bus-lost"));
+    assert_eq!(report.final_mode, Mode::EmergencyHold);
+    // The servos keep their last goal with torque on: nothing drops.
+    assert!((1..=8).all(|id| torque_on(&rig, id)));
+    let log = log_text(&config);
+    assert_told(&report, &log, "servo bus lost");
+    let err = runtime.park_and_stop().unwrap_err().to_string();
+    assert!(
+        err.contains("could not be parked") && err.contains("bus lost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_servo_overload_parks_and_offers_a_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        SyntheticCamera::new(15.0),
+        ScriptedPolicy::constant(STEP),
+        |rig, watch| {
+            wait_until_driving(watch, 2);
+            rig.virtual_arm().inject_overload(8); // wrist_rotate
+        },
+    );
+    assert_eq!(report.end, Some(EpisodeEnd::Fault(Response::Park)));
+    let fault = report.fault.unwrap();
+    assert_eq!(fault.kind(), "hardware-error");
+    let watch = runtime.status_watch();
+    assert!(
+        wait_for(Duration::from_secs(20), || watch.get().mode == Mode::Done),
+        "{:?}",
+        watch.get().mode
+    );
+    let joints = rig.virtual_arm().joint_positions_rad();
+    for i in 0..5 {
+        assert!(
+            (joints[i] - widowx::joints::SLEEP_POSE_RAD[i]).abs() < 0.05,
+            "joint {i}: {joints:?}"
+        );
+    }
+    assert!(!torque_on(&rig, 4), "parked means torque off");
+    let log = log_text(&config);
+    assert_told(
+        &report,
+        &log,
+        "servo 8 (wrist_rotate) reports a hardware error: overload",
+    );
+    assert!(log.contains("press b to reboot"), "{log}");
+    // The operator takes the offer: b reboots the faulted servo.
+    runtime
+        .commands()
+        .send(OperatorCommand::RebootFaulted)
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || log_text(&config)
+        .contains("servo 8 (wrist_rotate) rebooted")));
+    assert_eq!(
+        rig.virtual_arm().register(8, &reg::HARDWARE_ERROR_STATUS),
+        Some(0)
+    );
+    runtime.park_and_stop().unwrap();
+}
+
+#[test]
+fn a_nan_action_holds_the_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let mut policy = ScriptedPolicy::constant(STEP);
+    policy.nan_at = Some(3);
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        SyntheticCamera::new(15.0),
+        policy,
+        |_, _| {},
+    );
+    assert_eq!(
+        report.end,
+        Some(EpisodeEnd::Fault(Response::Hold)),
+        "{report:#?}"
+    );
+    assert_eq!(report.fault.map(|f| f.kind()), Some("non-finite-action"));
+    assert_eq!(report.final_mode, Mode::Idle);
+    assert!(torque_on(&rig, 2));
+    let log = log_text(&config);
+    assert_told(&report, &log, "non-finite action (component 2");
+    // Nothing of the NaN step was recorded: every recorded action is finite.
+    let recording = report.recording.clone().unwrap();
+    let trajectory =
+        bridge_data::raw::read_trajectory(&recording, &bridge_data::raw::RawOptions::default())
+            .unwrap();
+    assert_eq!(trajectory.actions.len(), 3);
+    assert!(trajectory.actions.iter().flatten().all(|a| a.is_finite()));
+    runtime.park_and_stop().unwrap();
+}
+
+#[test]
+fn a_policy_too_slow_holds_the_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let mut policy = ScriptedPolicy::constant(STEP);
+    policy.delay = Duration::from_millis(1600);
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        SyntheticCamera::new(15.0),
+        policy,
+        |_, _| {},
+    );
+    assert_eq!(
+        report.end,
+        Some(EpisodeEnd::Fault(Response::Hold)),
+        "{report:#?}"
+    );
+    assert_eq!(report.fault.map(|f| f.kind()), Some("policy-timeout"));
+    assert_eq!(report.final_mode, Mode::Idle);
+    assert!(torque_on(&rig, 2));
+    assert_told(
+        &report,
+        &log_text(&config),
+        "policy too slow: no action for",
+    );
+    runtime.park_and_stop().unwrap();
+}

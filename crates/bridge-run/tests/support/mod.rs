@@ -1,0 +1,193 @@
+//! Shared pieces of the runtime tests: fast settings, a scripted policy (constant, NaN, slow),
+//! a synthetic camera that can stall, a tiny random-weight pixel checkpoint, and the sim rig.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bridge_run::RuntimeConfig;
+use bridge_run::policy::{GoalImage, Policy, PolicyError, PolicyOutput};
+use bridge_run::runtime::{Runtime, RuntimeOptions};
+use bridge_run::sim::SimRig;
+use camera::{CameraError, Frame, FrameSource};
+
+/// Defaults with quicker resets and parking, everything written under `dir`.
+pub fn test_config(dir: &Path) -> RuntimeConfig {
+    let mut config = RuntimeConfig::default();
+    config.control.reset_speed_rad_s = 1.8;
+    config.episode.recording_dir = dir.join("recordings");
+    config.episode.log_file = dir.join("bridge-run.log");
+    config.episode.report = false;
+    config
+}
+
+/// A policy returning scripted actions: `actions` in turn (cycled), NaN from step `nan_at`,
+/// each call taking at least `delay`.
+pub struct ScriptedPolicy {
+    pub size_px: u32,
+    pub actions: Vec<[f32; 7]>,
+    pub nan_at: Option<usize>,
+    pub delay: Duration,
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl ScriptedPolicy {
+    pub fn constant(action: [f32; 7]) -> ScriptedPolicy {
+        ScriptedPolicy {
+            size_px: 32,
+            actions: vec![action],
+            nan_at: None,
+            delay: Duration::ZERO,
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl Policy for ScriptedPolicy {
+    fn input_size_px(&self) -> u32 {
+        self.size_px
+    }
+
+    fn set_goal(&mut self, goal: &GoalImage) -> Result<(), PolicyError> {
+        assert_eq!(goal.size_px, self.size_px);
+        Ok(())
+    }
+
+    fn act(&mut self, obs_model_rgb: &[u8]) -> Result<PolicyOutput, PolicyError> {
+        let started = Instant::now();
+        assert_eq!(obs_model_rgb.len(), (self.size_px as usize).pow(2) * 3);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        let mut action = self.actions[call % self.actions.len()];
+        if self.nan_at.is_some_and(|at| call >= at) {
+            action[2] = f32::NAN;
+        }
+        Ok(PolicyOutput {
+            action,
+            distance: 10.0 - call as f32,
+            inference_s: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Frames of one colour at `fps`; while `stall` is set it delivers nothing (blocks).
+pub struct SyntheticCamera {
+    pub fps: f64,
+    pub width_px: u32,
+    pub height_px: u32,
+    pub stall: Arc<AtomicBool>,
+    sequence: u64,
+    next_at: Instant,
+}
+
+impl SyntheticCamera {
+    pub fn new(fps: f64) -> SyntheticCamera {
+        SyntheticCamera {
+            fps,
+            width_px: 640,
+            height_px: 480,
+            stall: Arc::new(AtomicBool::new(false)),
+            sequence: 0,
+            next_at: Instant::now(),
+        }
+    }
+}
+
+impl FrameSource for SyntheticCamera {
+    fn next_frame(&mut self) -> Result<Frame, CameraError> {
+        while self.stall.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let now = Instant::now();
+        if self.next_at > now {
+            std::thread::sleep(self.next_at - now);
+        }
+        self.next_at = Instant::now() + Duration::from_secs_f64(1.0 / self.fps);
+        let shade = (self.sequence % 200) as u8;
+        let frame = Frame {
+            rgb: vec![shade; (self.width_px * self.height_px * 3) as usize],
+            width_px: self.width_px,
+            height_px: self.height_px,
+            captured_at: Instant::now(),
+            sequence: self.sequence,
+        };
+        self.sequence += 1;
+        Ok(frame)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "synthetic {}x{} @{}",
+            self.width_px, self.height_px, self.fps
+        )
+    }
+}
+
+/// A goal of one colour for a policy of `size_px`.
+pub fn flat_goal(size_px: u32) -> GoalImage {
+    let rgb = vec![90u8; 640 * 480 * 3];
+    GoalImage::from_rgb(Path::new("(test goal)"), &rgb, 640, 480, size_px).unwrap()
+}
+
+/// A random-weight pixel checkpoint (impala-small at 64 px, narrow nets) in `dir`.
+pub fn tiny_checkpoint(dir: &Path) -> PathBuf {
+    let mut model = mqe::ModelConfig::pixels(64, 3, 7);
+    model.latent_dim = 32;
+    model.mlp_hidden = vec![32];
+    model.actor_hidden = vec![32];
+    model.encoder_dim = 32;
+    let train = mqe::TrainConfig {
+        batch_size: 4,
+        ..mqe::TrainConfig::pixels()
+    };
+    let agent = mqe::Agent::new(model, train, &candle_core::Device::Cpu).unwrap();
+    let meta = mqe::CheckpointMeta {
+        dataset: "random weights (bridge-run tests)".into(),
+        episodes: 0,
+        rows: 0,
+    };
+    let checkpoint = dir.join("checkpoint");
+    agent.save_inference(&checkpoint, &meta).unwrap();
+    checkpoint
+}
+
+/// The sim rig, a runtime on it with `camera` and `policy`.
+pub fn start_on_sim(
+    config: RuntimeConfig,
+    camera: Box<dyn FrameSource>,
+    policy: Box<dyn Policy>,
+) -> (SimRig, Runtime) {
+    let rig = SimRig::spawn(7).unwrap();
+    let arm = rig.connect().unwrap();
+    let runtime = Runtime::start(config, arm, camera, policy, RuntimeOptions::default()).unwrap();
+    (rig, runtime)
+}
+
+/// The log file's text.
+pub fn log_text(config: &RuntimeConfig) -> String {
+    std::fs::read_to_string(&config.episode.log_file).unwrap_or_default()
+}
+
+/// Waits until `condition` holds, up to `timeout`; false if it never did.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// Waits until the log file holds `text` (the monitor writes it a moment after the fact).
+pub fn wait_log(config_log: &Path, text: &str) -> String {
+    let mut log = String::new();
+    wait_for(Duration::from_secs(5), || {
+        log = std::fs::read_to_string(config_log).unwrap_or_default();
+        log.contains(text)
+    });
+    log
+}

@@ -1,0 +1,509 @@
+//! Evaluation tasks on the tabletop: a start scene and a goal scene (block positions on the
+//! table), success when every block lies within [`SUCCESS_TOLERANCE_M`] of its goal, and the
+//! goal image a policy is conditioned on (the goal scene rendered with the arm at a rest pose).
+//!
+//! Task file (TOML):
+//!
+//! ```toml
+//! # optional; default: red, green, blue 4 cm cubes (BlockSpec::default_set)
+//! [[blocks]]
+//! name = "red"
+//! color_rgb = [205, 38, 38]
+//! size_m = 0.04
+//!
+//! # optional; where the gripper is in goal images (Bridge's reset pose, gripper open)
+//! goal_ee_xyz_m = [0.3, 0.0, 0.15]
+//!
+//! [[task]]
+//! name = "red-left"
+//! start = { red = [0.25, -0.05], green = [0.33, 0.12], blue = [0.38, -0.06] }
+//! goal = { red = [0.22, 0.16], green = [0.33, 0.12], blue = [0.38, -0.06] }
+//! ```
+//!
+//! Every block appears in `start` and `goal` of every task, on the table.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
+
+use crate::render::Renderer;
+use crate::tabletop::{BLOCK_AREA_M, BlockSpec, MIN_BLOCK_SPACING_M, random_block_positions};
+use crate::world::{Scene, TABLE_Z_M, World};
+
+/// A block counts as at its goal within this distance (between centres), m.
+pub const SUCCESS_TOLERANCE_M: f64 = 0.03;
+/// Bridge's reset pose of the gripper (pointing down, zero rotation).
+pub const BRIDGE_RESET_XYZ_M: [f64; 3] = [0.3, 0.0, 0.15];
+/// The gripper servo angle of an open gripper (its open stop), rad.
+pub const GRIPPER_OPEN_RAD: f64 = crate::dynamics::GRIPPER_STOPS_RAD.1;
+/// A seed for the IK of rest poses (the Bridge neutral pose).
+const REST_IK_SEED_RAD: [f64; 6] = widowx::joints::BRIDGE_NEUTRAL_POSE_RAD;
+
+/// Why a task file or task is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{origin}: task `{task}`: {reason}")]
+    Invalid {
+        origin: String,
+        task: String,
+        reason: String,
+    },
+    #[error("{origin}: goal_ee_xyz_m {xyz_m:?} is out of the arm's reach: {reason}")]
+    Unreachable {
+        origin: String,
+        xyz_m: [f64; 3],
+        reason: String,
+    },
+}
+
+/// One task: where the blocks start and where they should end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: String,
+    /// Block name -> (x, y) on the table at the start, m.
+    pub start: BTreeMap<String, [f64; 2]>,
+    /// Block name -> (x, y) on the table at the goal, m.
+    pub goal: BTreeMap<String, [f64; 2]>,
+    /// Where the gripper is in this task's goal image; default: the file's `goal_ee_xyz_m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal_ee_xyz_m: Option<[f64; 3]>,
+}
+
+/// How far one block ended from its goal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockOutcome {
+    pub name: String,
+    pub distance_m: f64,
+    pub at_goal: bool,
+}
+
+/// Whether a scene meets a task's goal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub success: bool,
+    pub blocks: Vec<BlockOutcome>,
+}
+
+impl TaskSpec {
+    /// Start positions in the order of `blocks`.
+    pub fn start_positions(&self, blocks: &[BlockSpec]) -> Vec<[f64; 2]> {
+        positions_in_order(&self.start, blocks)
+    }
+
+    /// Goal positions in the order of `blocks`.
+    pub fn goal_positions(&self, blocks: &[BlockSpec]) -> Vec<[f64; 2]> {
+        positions_in_order(&self.goal, blocks)
+    }
+
+    /// Names of the blocks that must move (goal farther than the tolerance from the start).
+    pub fn moved_blocks(&self) -> Vec<&str> {
+        self.goal
+            .iter()
+            .filter(|(name, goal)| {
+                self.start
+                    .get(*name)
+                    .is_none_or(|start| distance_2d(start, goal) > SUCCESS_TOLERANCE_M)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Every block of `scene` within [`SUCCESS_TOLERANCE_M`] of its goal (resting on the table
+    /// there: a block held above its goal is not at it). A block the task does not name fails.
+    pub fn outcome(&self, scene: &Scene) -> Outcome {
+        let blocks: Vec<BlockOutcome> = scene
+            .blocks
+            .iter()
+            .map(|block| {
+                let distance_m = self.goal.get(&block.name).map_or(f64::INFINITY, |goal| {
+                    let target = [goal[0], goal[1], TABLE_Z_M + block.size_m / 2.0];
+                    (0..3)
+                        .map(|i| (block.position_m[i] - target[i]).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                });
+                BlockOutcome {
+                    name: block.name.clone(),
+                    distance_m,
+                    at_goal: distance_m <= SUCCESS_TOLERANCE_M,
+                }
+            })
+            .collect();
+        Outcome {
+            success: blocks.iter().all(|b| b.at_goal),
+            blocks,
+        }
+    }
+
+    fn check(&self, blocks: &[BlockSpec], origin: &str) -> Result<(), TaskError> {
+        let fail = |reason: String| TaskError::Invalid {
+            origin: origin.to_string(),
+            task: self.name.clone(),
+            reason,
+        };
+        for (field, positions) in [("start", &self.start), ("goal", &self.goal)] {
+            for name in positions.keys() {
+                if !blocks.iter().any(|b| &b.name == name) {
+                    return Err(fail(format!(
+                        "{field} names block `{name}`, which the file does not define (blocks: {})",
+                        block_names(blocks)
+                    )));
+                }
+            }
+            for block in blocks {
+                let Some(xy) = positions.get(&block.name) else {
+                    return Err(fail(format!(
+                        "{field} has no position for block `{}`",
+                        block.name
+                    )));
+                };
+                let mut world = World::new(vec![block.on_table([0.3, 0.0])], [0.0; 7]);
+                world
+                    .place_blocks(&[*xy])
+                    .map_err(|e| fail(format!("{field}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positions_in_order(
+    positions: &BTreeMap<String, [f64; 2]>,
+    blocks: &[BlockSpec],
+) -> Vec<[f64; 2]> {
+    blocks
+        .iter()
+        .filter_map(|b| positions.get(&b.name).copied())
+        .collect()
+}
+
+fn block_names(blocks: &[BlockSpec]) -> String {
+    blocks
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn distance_2d(a: &[f64; 2], b: &[f64; 2]) -> f64 {
+    (a[0] - b[0]).hypot(a[1] - b[1])
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFileToml {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocks: Option<Vec<BlockSpecToml>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    goal_ee_xyz_m: Option<[f64; 3]>,
+    #[serde(default, rename = "task")]
+    tasks: Vec<TaskSpec>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockSpecToml {
+    name: String,
+    color_rgb: [u8; 3],
+    size_m: f64,
+}
+
+/// A list of tasks over one set of blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFile {
+    pub blocks: Vec<BlockSpec>,
+    /// Where the gripper is in goal images unless a task says otherwise.
+    pub goal_ee_xyz_m: [f64; 3],
+    pub tasks: Vec<TaskSpec>,
+}
+
+impl TaskFile {
+    /// Reads and checks a task file.
+    pub fn load(path: &Path) -> Result<TaskFile, TaskError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TaskError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        TaskFile::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks task TOML; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<TaskFile, TaskError> {
+        let parsed: TaskFileToml = toml::from_str(text).map_err(|e| TaskError::File {
+            path: origin.to_string(),
+            reason: e.to_string(),
+        })?;
+        let blocks = match parsed.blocks {
+            Some(blocks) => blocks
+                .into_iter()
+                .map(|b| BlockSpec::new(&b.name, b.color_rgb, b.size_m))
+                .collect(),
+            None => BlockSpec::default_set(),
+        };
+        let file = TaskFile {
+            blocks,
+            goal_ee_xyz_m: parsed.goal_ee_xyz_m.unwrap_or(BRIDGE_RESET_XYZ_M),
+            tasks: parsed.tasks,
+        };
+        file.check(origin)?;
+        Ok(file)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), TaskError> {
+        crate::tabletop::TabletopConfig {
+            blocks: self.blocks.clone(),
+            block_positions_m: Vec::new(),
+            seed: 0,
+            jitter: false,
+        }
+        .start_blocks()
+        .map_err(|e| TaskError::File {
+            path: origin.to_string(),
+            reason: e.to_string(),
+        })?;
+        for (i, task) in self.tasks.iter().enumerate() {
+            if self.tasks[..i].iter().any(|t| t.name == task.name) {
+                return Err(TaskError::Invalid {
+                    origin: origin.to_string(),
+                    task: task.name.clone(),
+                    reason: "the name is used twice".into(),
+                });
+            }
+            task.check(&self.blocks, origin)?;
+            rest_joints_rad(task.goal_ee_xyz_m.unwrap_or(self.goal_ee_xyz_m), origin)?;
+        }
+        rest_joints_rad(self.goal_ee_xyz_m, origin)?;
+        Ok(())
+    }
+
+    /// The file as TOML (every field written out), parseable by [`TaskFile::from_toml_str`].
+    pub fn to_toml_string(&self) -> Result<String, TaskError> {
+        let file = TaskFileToml {
+            blocks: Some(
+                self.blocks
+                    .iter()
+                    .map(|b| BlockSpecToml {
+                        name: b.name.clone(),
+                        color_rgb: b.color_rgb,
+                        size_m: b.size_m,
+                    })
+                    .collect(),
+            ),
+            goal_ee_xyz_m: Some(self.goal_ee_xyz_m),
+            tasks: self.tasks.clone(),
+        };
+        toml::to_string(&file).map_err(|e| TaskError::File {
+            path: "(serialising)".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// The arm's joints in `task`'s goal image: gripper pointing down at its `goal_ee_xyz_m`,
+    /// open.
+    pub fn goal_joints_rad(&self, task: &TaskSpec) -> Result<[f64; 7], TaskError> {
+        rest_joints_rad(task.goal_ee_xyz_m.unwrap_or(self.goal_ee_xyz_m), &task.name)
+    }
+
+    /// `task`'s goal scene: blocks at their goals, the arm at [`TaskFile::goal_joints_rad`].
+    pub fn goal_scene(&self, task: &TaskSpec) -> Result<Scene, TaskError> {
+        Ok(Scene {
+            joints_rad: self.goal_joints_rad(task)?,
+            blocks: self
+                .blocks
+                .iter()
+                .zip(task.goal_positions(&self.blocks))
+                .map(|(spec, xy)| spec.on_table(xy))
+                .collect(),
+        })
+    }
+
+    /// The goal image of `task` (RGB, the renderer's size).
+    pub fn render_goal(
+        &self,
+        task: &TaskSpec,
+        renderer: &mut Renderer,
+    ) -> Result<Vec<u8>, TaskError> {
+        Ok(renderer.render_to_vec(&self.goal_scene(task)?))
+    }
+
+    /// Random tasks over `blocks`: `single` that move one block and `double` that move two
+    /// (the compositional ones), each from a random start; deterministic for `seed`. Goals are
+    /// at least [`MIN_BLOCK_SPACING_M`] from every other block and at least 8 cm from where the
+    /// moved block started.
+    pub fn generate(blocks: Vec<BlockSpec>, seed: u64, single: usize, double: usize) -> TaskFile {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tasks = Vec::with_capacity(single + double);
+        for (index, moved) in std::iter::repeat_n(1, single)
+            .chain(std::iter::repeat_n(2, double))
+            .enumerate()
+            .map(|(i, m)| (i, m.min(blocks.len())))
+        {
+            let start = random_block_positions(&blocks, &mut rng);
+            let mut goal = start.clone();
+            let mut order: Vec<usize> = (0..blocks.len()).collect();
+            for i in 0..order.len() {
+                let j = rng.random_range(i..order.len());
+                order.swap(i, j);
+            }
+            for &block in &order[..moved] {
+                goal[block] = free_spot(&goal, &start[block], block, &mut rng);
+            }
+            let names: Vec<&str> = order[..moved]
+                .iter()
+                .map(|&b| blocks[b].name.as_str())
+                .collect();
+            let to_map = |positions: &[[f64; 2]]| {
+                blocks
+                    .iter()
+                    .zip(positions)
+                    .map(|(b, xy)| (b.name.clone(), xy.map(|v| (v * 1000.0).round() / 1000.0)))
+                    .collect()
+            };
+            tasks.push(TaskSpec {
+                name: format!("{:02}-{}", index, names.join("-")),
+                start: to_map(&start),
+                goal: to_map(&goal),
+                goal_ee_xyz_m: None,
+            });
+        }
+        TaskFile {
+            blocks,
+            goal_ee_xyz_m: BRIDGE_RESET_XYZ_M,
+            tasks,
+        }
+    }
+}
+
+/// A spot in the block area clear of every other block and away from `from`.
+fn free_spot(positions: &[[f64; 2]], from: &[f64; 2], moving: usize, rng: &mut StdRng) -> [f64; 2] {
+    let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
+    let mut best = *from;
+    let mut best_clearance = f64::NEG_INFINITY;
+    for _ in 0..500 {
+        let candidate = [
+            rng.random_range(x_min..x_max),
+            rng.random_range(y_min..y_max),
+        ];
+        let clearance = positions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != moving)
+            .map(|(_, p)| distance_2d(p, &candidate))
+            .fold(f64::INFINITY, f64::min)
+            .min(distance_2d(from, &candidate));
+        if clearance >= MIN_BLOCK_SPACING_M {
+            return candidate;
+        }
+        if clearance > best_clearance {
+            best = candidate;
+            best_clearance = clearance;
+        }
+    }
+    best
+}
+
+/// Joints with the gripper pointing down at `xyz_m`, open.
+fn rest_joints_rad(xyz_m: [f64; 3], origin: &str) -> Result<[f64; 7], TaskError> {
+    let arm = inverse(
+        &bridge_target_pose(xyz_m, [0.0; 3]),
+        &REST_IK_SEED_RAD,
+        &IkConfig::default(),
+    )
+    .map_err(|e| TaskError::Unreachable {
+        origin: origin.to_string(),
+        xyz_m,
+        reason: e.to_string(),
+    })?;
+    let mut joints = [0.0; 7];
+    joints[..6].copy_from_slice(&arm);
+    joints[6] = GRIPPER_OPEN_RAD;
+    Ok(joints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+goal_ee_xyz_m = [0.3, 0.0, 0.15]
+[[task]]
+name = "red-left"
+start = { red = [0.25, -0.05], green = [0.33, 0.12], blue = [0.38, -0.06] }
+goal = { red = [0.22, 0.16], green = [0.33, 0.12], blue = [0.38, -0.06] }
+"#;
+
+    #[test]
+    fn parses_and_judges_success_within_three_centimetres() {
+        let file = TaskFile::from_toml_str(FILE, "t.toml").unwrap();
+        let task = file.task("red-left").unwrap();
+        assert_eq!(task.moved_blocks(), vec!["red"]);
+        let mut scene = file.goal_scene(task).unwrap();
+        assert!(task.outcome(&scene).success);
+        scene.blocks[0].position_m[0] += 0.025;
+        assert!(task.outcome(&scene).success);
+        scene.blocks[0].position_m[0] += 0.01;
+        let outcome = task.outcome(&scene);
+        assert!(!outcome.success);
+        assert!((outcome.blocks[0].distance_m - 0.035).abs() < 1e-9);
+        // Held right above the goal is not at the goal.
+        let mut lifted = file.goal_scene(task).unwrap();
+        lifted.blocks[0].position_m[2] += 0.05;
+        assert!(!task.outcome(&lifted).success);
+    }
+
+    #[test]
+    fn errors_name_the_task_and_block() {
+        let missing = FILE.replace(", blue = [0.38, -0.06] }\ngoal", " }\ngoal");
+        let error = TaskFile::from_toml_str(&missing, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("red-left") && error.contains("blue") && error.contains("start"),
+            "{error}"
+        );
+        let unknown = FILE.replace("red = [0.22", "pink = [0.1, 0.1], red = [0.22");
+        let error = TaskFile::from_toml_str(&unknown, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pink"), "{error}");
+        let off_table = FILE.replace("[0.22, 0.16]", "[3.0, 0.16]");
+        let error = TaskFile::from_toml_str(&off_table, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("off the table"), "{error}");
+        let far = FILE.replace("[0.3, 0.0, 0.15]", "[1.5, 0.0, 0.15]");
+        assert!(matches!(
+            TaskFile::from_toml_str(&far, "t.toml"),
+            Err(TaskError::Unreachable { .. })
+        ));
+    }
+
+    #[test]
+    fn generated_tasks_round_trip_and_move_the_right_number_of_blocks() {
+        let file = TaskFile::generate(BlockSpec::default_set(), 7, 3, 2);
+        assert_eq!(file.tasks.len(), 5);
+        for (i, task) in file.tasks.iter().enumerate() {
+            assert_eq!(
+                task.moved_blocks().len(),
+                if i < 3 { 1 } else { 2 },
+                "{task:?}"
+            );
+        }
+        let text = file.to_toml_string().unwrap();
+        let back = TaskFile::from_toml_str(&text, "generated").unwrap();
+        assert_eq!(back, file);
+        assert_eq!(TaskFile::generate(BlockSpec::default_set(), 7, 3, 2), file);
+    }
+}

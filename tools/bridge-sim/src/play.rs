@@ -1,0 +1,421 @@
+//! The scripted, noisy play policy of `bridge-sim collect`: at each 5 Hz step it looks at the
+//! true scene (privileged: block positions, whether one is held) and the previously commanded
+//! target pose, and returns a Bridge action `[dx, dy, dz, droll, dpitch, dyaw, gripper]`.
+//!
+//! Each episode draws one behaviour: a pick-and-place (reach above a block, descend, close,
+//! lift, carry, lower, open, retreat, then wander), a reach (approach a block and hover), a
+//! grasp-and-lift that puts the block back down where it was, or plain wandering. So an episode
+//! shows at most one pick-and-place, as in BridgeData V2's short episodes. Speeds, heights,
+//! offsets and the noise on every delta are drawn per episode and per step from a seeded
+//! generator.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand_distr::StandardNormal;
+use widowx_sim::tabletop::{BLOCK_AREA_M, MIN_BLOCK_SPACING_M};
+use widowx_sim::world::Scene;
+
+/// Where wandering goes, `(min, max)` per axis in `base_link`, m: inside Bridge's box, at heights
+/// where the pads clear the blocks (so wandering never grasps).
+const WANDER_MIN_M: [f64; 3] = [0.15, -0.12, 0.07];
+const WANDER_MAX_M: [f64; 3] = [0.40, 0.22, 0.20];
+/// Steps the gripper may take to close on a block before the grasp counts as missed.
+const CLOSE_STEPS: usize = 6;
+/// Steps spent opening the gripper to let go.
+const OPEN_STEPS: usize = 2;
+/// A move is over when the arm (not just the command) is this much beyond its tolerance, m.
+const CATCH_UP_M: f64 = 0.008;
+
+/// Which kind of episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    PickPlace,
+    Reach,
+    LiftAndReturn,
+    Wander,
+}
+
+/// One stretch of an episode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Move the commanded gripper position to a point (an offset from a block when given).
+    Move {
+        target: Target,
+        open: bool,
+        tolerance_m: f64,
+    },
+    /// Hold still with the gripper closing until the block is held.
+    Close { block: usize },
+    /// Hold still with the gripper opening.
+    Open,
+    /// Random waypoints until the episode ends.
+    Wander { waypoint_m: [f64; 3] },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    Point([f64; 3]),
+    /// A block's current position plus an offset (x, y) at an absolute height.
+    AboveBlock {
+        block: usize,
+        offset_m: [f64; 2],
+        z_m: f64,
+    },
+}
+
+/// What the policy sees each step.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayObservation<'a> {
+    pub scene: &'a Scene,
+    /// The previously commanded gripper position and Bridge roll-pitch-yaw.
+    pub target_xyz_m: [f64; 3],
+    pub target_rpy_rad: [f64; 3],
+}
+
+/// The policy of one episode.
+#[derive(Debug)]
+pub struct PlayPolicy {
+    rng: StdRng,
+    behaviour: Behaviour,
+    description: String,
+    phases: Vec<Phase>,
+    /// The block to move and where to, for a pick-and-place.
+    place: Option<(usize, [f64; 2])>,
+    current: usize,
+    steps_in_phase: usize,
+    gripper_open: bool,
+    speed_m: f64,
+    yaw_goal_rad: f64,
+}
+
+impl PlayPolicy {
+    /// Draws a behaviour for `scene` and plans it.
+    pub fn new(scene: &Scene, mut rng: StdRng) -> PlayPolicy {
+        let draw: f64 = rng.random_range(0.0..1.0);
+        let behaviour = match draw {
+            _ if scene.blocks.is_empty() => Behaviour::Wander,
+            p if p < 0.6 => Behaviour::PickPlace,
+            p if p < 0.75 => Behaviour::Reach,
+            p if p < 0.85 => Behaviour::LiftAndReturn,
+            _ => Behaviour::Wander,
+        };
+        let mut policy = PlayPolicy {
+            speed_m: rng.random_range(0.025..0.05),
+            yaw_goal_rad: rng.random_range(-0.4..0.4),
+            rng,
+            behaviour,
+            description: String::new(),
+            phases: Vec::new(),
+            place: None,
+            current: 0,
+            steps_in_phase: 0,
+            gripper_open: true,
+        };
+        policy.plan(scene);
+        policy
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        self.behaviour
+    }
+
+    /// For a pick-and-place: the block (index) and where it should end up (x, y), m.
+    pub fn place_target(&self) -> Option<(usize, [f64; 2])> {
+        self.place
+    }
+
+    /// What the episode does, in words (written to `lang.txt`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn plan(&mut self, scene: &Scene) {
+        let block = self.rng.random_range(0..scene.blocks.len().max(1));
+        let wander = Phase::Wander {
+            waypoint_m: self.wander_point(),
+        };
+        self.phases = match self.behaviour {
+            Behaviour::Wander => {
+                self.description = "move around above the table".into();
+                vec![wander]
+            }
+            Behaviour::Reach => {
+                let name = &scene.blocks[block].name;
+                self.description = format!("reach toward the {name} block");
+                let hover_m = self.rng.random_range(0.05..0.09);
+                let approach_m = self.rng.random_range(0.09..0.14);
+                vec![
+                    self.above(block, approach_m, 0.01),
+                    self.above(block, hover_m, 0.01),
+                    wander,
+                ]
+            }
+            Behaviour::PickPlace | Behaviour::LiftAndReturn => {
+                let start = scene.blocks[block].position_m;
+                let place = if self.behaviour == Behaviour::PickPlace {
+                    self.free_spot(scene)
+                } else {
+                    [start[0], start[1]]
+                };
+                let name = &scene.blocks[block].name;
+                if self.behaviour == Behaviour::PickPlace {
+                    self.place = Some((block, place));
+                }
+                self.description = if self.behaviour == Behaviour::PickPlace {
+                    format!("put the {name} block at ({:.2}, {:.2})", place[0], place[1])
+                } else {
+                    format!("lift the {name} block and put it back")
+                };
+                self.pick_and_place(scene, block, place, wander)
+            }
+        };
+    }
+
+    fn pick_and_place(
+        &mut self,
+        scene: &Scene,
+        block: usize,
+        place: [f64; 2],
+        wander: Phase,
+    ) -> Vec<Phase> {
+        let half = scene.blocks[block].size_m / 2.0;
+        let carry_z = self.rng.random_range(0.09..0.15);
+        let release_z = half + self.rng.random_range(0.004..0.03);
+        let grasp_z = half + self.rng.random_range(-0.004..0.006);
+        let jitter = |rng: &mut StdRng, m: f64| [rng.random_range(-m..m), rng.random_range(-m..m)];
+        let grasp_offset = jitter(&mut self.rng, 0.004);
+        let place = [
+            place[0] + self.rng.random_range(-0.005..0.005),
+            place[1] + self.rng.random_range(-0.005..0.005),
+        ];
+        let point = |xy: [f64; 2], z: f64| Target::Point([xy[0], xy[1], z]);
+        let approach_m = self.rng.random_range(0.08..0.14);
+        vec![
+            self.above(block, approach_m, 0.012),
+            Phase::Move {
+                target: Target::AboveBlock {
+                    block,
+                    offset_m: grasp_offset,
+                    z_m: grasp_z,
+                },
+                open: true,
+                tolerance_m: 0.005,
+            },
+            Phase::Close { block },
+            Phase::Move {
+                target: Target::AboveBlock {
+                    block,
+                    offset_m: [0.0, 0.0],
+                    z_m: carry_z,
+                },
+                open: false,
+                tolerance_m: 0.015,
+            },
+            Phase::Move {
+                target: point(place, carry_z),
+                open: false,
+                tolerance_m: 0.012,
+            },
+            Phase::Move {
+                target: point(place, release_z),
+                open: false,
+                tolerance_m: 0.006,
+            },
+            Phase::Open,
+            Phase::Move {
+                target: point(place, self.rng.random_range(0.1..0.16)),
+                open: true,
+                tolerance_m: 0.02,
+            },
+            wander,
+        ]
+    }
+
+    fn above(&mut self, block: usize, z_m: f64, jitter_m: f64) -> Phase {
+        Phase::Move {
+            target: Target::AboveBlock {
+                block,
+                offset_m: [
+                    self.rng.random_range(-jitter_m..jitter_m),
+                    self.rng.random_range(-jitter_m..jitter_m),
+                ],
+                z_m,
+            },
+            open: true,
+            tolerance_m: 0.012,
+        }
+    }
+
+    fn wander_point(&mut self) -> [f64; 3] {
+        std::array::from_fn(|axis| {
+            self.rng
+                .random_range(WANDER_MIN_M[axis]..WANDER_MAX_M[axis])
+        })
+    }
+
+    /// A place on the table away from every block and from where `block` is now.
+    fn free_spot(&mut self, scene: &Scene) -> [f64; 2] {
+        let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
+        let mut best = [x_min, y_min];
+        let mut best_clearance = f64::NEG_INFINITY;
+        for _ in 0..300 {
+            let candidate = [
+                self.rng.random_range(x_min..x_max),
+                self.rng.random_range(y_min..y_max),
+            ];
+            let clearance = scene
+                .blocks
+                .iter()
+                .map(|b| (b.position_m[0] - candidate[0]).hypot(b.position_m[1] - candidate[1]))
+                .fold(f64::INFINITY, f64::min);
+            if clearance >= MIN_BLOCK_SPACING_M {
+                return candidate;
+            }
+            if clearance > best_clearance {
+                best = candidate;
+                best_clearance = clearance;
+            }
+        }
+        best
+    }
+
+    /// The action for this step.
+    pub fn act(&mut self, observation: &PlayObservation<'_>) -> [f64; 7] {
+        // Bounded: a fresh wander waypoint could, very rarely, be reached already.
+        for _ in 0..8 {
+            if !self.phase_done(observation) {
+                break;
+            }
+            self.advance(observation);
+        }
+        self.steps_in_phase += 1;
+        let phase = self.phases[self.current];
+        let goal_m = match phase {
+            Phase::Move { target, .. } => self.resolve(target, observation.scene),
+            Phase::Wander { waypoint_m } => waypoint_m,
+            Phase::Close { .. } | Phase::Open => observation.target_xyz_m,
+        };
+        match phase {
+            Phase::Move { open, .. } => self.gripper_open = open,
+            Phase::Close { .. } => self.gripper_open = false,
+            Phase::Open => self.gripper_open = true,
+            Phase::Wander { .. } => {}
+        }
+        let translation = self.translation_toward(observation.target_xyz_m, goal_m);
+        let rotation = self.rotation(observation.target_rpy_rad);
+        [
+            translation[0],
+            translation[1],
+            translation[2],
+            rotation[0],
+            rotation[1],
+            rotation[2],
+            if self.gripper_open { 1.0 } else { 0.0 },
+        ]
+    }
+
+    fn resolve(&self, target: Target, scene: &Scene) -> [f64; 3] {
+        match target {
+            Target::Point(point) => point,
+            Target::AboveBlock {
+                block,
+                offset_m,
+                z_m,
+            } => {
+                let p = scene.blocks[block].position_m;
+                [p[0] + offset_m[0], p[1] + offset_m[1], z_m]
+            }
+        }
+    }
+
+    fn phase_done(&self, observation: &PlayObservation<'_>) -> bool {
+        match self.phases[self.current] {
+            Phase::Move {
+                target,
+                tolerance_m,
+                ..
+            } => {
+                // The commanded pose is there, and the arm has caught up with it.
+                let goal = self.resolve(target, observation.scene);
+                let measured = observation.scene.ee_pose().position_m;
+                distance(&observation.target_xyz_m, &goal) < tolerance_m
+                    && distance(&measured, &goal) < tolerance_m + CATCH_UP_M
+            }
+            Phase::Close { block } => {
+                observation.scene.blocks[block].held || self.steps_in_phase >= CLOSE_STEPS
+            }
+            Phase::Open => self.steps_in_phase >= OPEN_STEPS,
+            Phase::Wander { waypoint_m } => {
+                distance(&observation.target_xyz_m, &waypoint_m) < 0.015
+            }
+        }
+    }
+
+    fn advance(&mut self, observation: &PlayObservation<'_>) {
+        let missed = matches!(self.phases[self.current], Phase::Close { block } if !observation.scene.blocks[block].held);
+        self.steps_in_phase = 0;
+        if missed {
+            // The grasp failed: let go, back off and wander for the rest of the episode.
+            let up = [
+                observation.target_xyz_m[0],
+                observation.target_xyz_m[1],
+                0.12,
+            ];
+            self.phases.truncate(self.current + 1);
+            self.phases.push(Phase::Open);
+            self.phases.push(Phase::Move {
+                target: Target::Point(up),
+                open: true,
+                tolerance_m: 0.02,
+            });
+            let waypoint_m = self.wander_point();
+            self.phases.push(Phase::Wander { waypoint_m });
+            self.description.push_str(" (missed the grasp)");
+        }
+        if let Phase::Wander { .. } = self.phases[self.current] {
+            self.phases[self.current] = Phase::Wander {
+                waypoint_m: self.wander_point(),
+            };
+            if self.behaviour == Behaviour::Wander && self.rng.random_bool(0.2) {
+                self.gripper_open = !self.gripper_open;
+            }
+            if self.rng.random_bool(0.3) {
+                self.yaw_goal_rad = self.rng.random_range(-0.4..0.4);
+            }
+            return;
+        }
+        self.current = (self.current + 1).min(self.phases.len() - 1);
+    }
+
+    /// A step toward `goal` at the episode's speed, with noise that shrinks near the goal.
+    fn translation_toward(&mut self, from: [f64; 3], goal: [f64; 3]) -> [f64; 3] {
+        let error = [goal[0] - from[0], goal[1] - from[1], goal[2] - from[2]];
+        let length = distance(&from, &goal);
+        let scale = if length > self.speed_m {
+            self.speed_m / length
+        } else {
+            1.0
+        };
+        let sigma_m = 0.001 + 0.004 * (length / 0.1).min(1.0);
+        std::array::from_fn(|axis| error[axis] * scale + sigma_m * self.gaussian())
+    }
+
+    /// Roll and pitch pulled back toward zero, yaw toward the episode's goal, with noise.
+    fn rotation(&mut self, rpy: [f64; 3]) -> [f64; 3] {
+        const SIGMA_RAD: f64 = 0.01;
+        let yaw_step = (self.yaw_goal_rad - rpy[2]).clamp(-0.08, 0.08);
+        [
+            -0.5 * rpy[0] + SIGMA_RAD * self.gaussian(),
+            -0.5 * rpy[1] + SIGMA_RAD * self.gaussian(),
+            yaw_step + SIGMA_RAD * self.gaussian(),
+        ]
+    }
+
+    fn gaussian(&mut self) -> f64 {
+        self.rng.sample(StandardNormal)
+    }
+}
+
+fn distance(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
