@@ -97,6 +97,10 @@ pub enum CacheError {
         cache: String,
         requested: String,
     },
+    #[error(
+        "{path} exists and holds other files ({example}) but no {MANIFEST_FILE}: not a training cache; choose an empty or new directory"
+    )]
+    NotACache { path: PathBuf, example: String },
     #[error("{path} is locked: another `prepare` is writing this cache")]
     Locked { path: PathBuf },
     #[error("{path} holds {len} bytes, fewer than the {expected} the manifest commits")]
@@ -1000,6 +1004,7 @@ impl CacheWriter {
                 requested: "0".into(),
             });
         }
+        refuse_foreign_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock = lock_dir(dir)?;
         let manifest = if Cache::is_cache(dir) {
@@ -1204,6 +1209,33 @@ fn write_rows(
 ) -> Result<(), CacheError> {
     for v in rows.iter().flatten() {
         writer.write_all(&v.to_le_bytes()).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+/// Refuses an existing directory that is not a cache and holds files a cache would not, so a
+/// mistyped `--out` never writes into someone's data.
+fn refuse_foreign_dir(dir: &Path) -> Result<(), CacheError> {
+    if !dir.exists() || Cache::is_cache(dir) {
+        return Ok(());
+    }
+    let ours = [
+        FRAMES_FILE,
+        STATES_FILE,
+        ACTIONS_FILE,
+        JOURNAL_FILE,
+        LOCK_FILE,
+        "manifest.toml.tmp",
+    ];
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if !ours.contains(&name.as_ref()) {
+            return Err(CacheError::NotACache {
+                path: dir.to_path_buf(),
+                example: name.into_owned(),
+            });
+        }
     }
     Ok(())
 }
@@ -1560,6 +1592,27 @@ mod tests {
         assert_ne!(before, source_fingerprint(&traj).unwrap());
         let err = source_fingerprint(&dir.path().join("missing")).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_of_other_files_is_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let err = CacheWriter::open(dir.path(), settings(4)).err().unwrap();
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+        assert!(!dir.path().join(MANIFEST_FILE).exists());
+        // A cache that crashed before its first commit (only its own files) is reused.
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::write(fresh.path().join(LOCK_FILE), b"").unwrap();
+        std::fs::write(fresh.path().join(FRAMES_FILE), [1u8; 10]).unwrap();
+        let writer = CacheWriter::open(fresh.path(), settings(4)).unwrap();
+        assert_eq!(writer.rows(), 0);
+        assert_eq!(
+            std::fs::metadata(fresh.path().join(FRAMES_FILE))
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub struct ControlConfig {
     pub reset_speed_rad_s: f64,
     /// A reset or park move has arrived when every joint is this close to its goal, rad. Default 0.03.
     pub reached_tolerance_rad: f64,
-    /// Extra time a reset or park move may take beyond its planned duration, s. Default 3.0.
+    /// Once a reset or park move's setpoint has arrived, the arm must be there within this, s.
+    /// Default 3.0.
     pub reach_timeout_s: f64,
     /// Gripper motor angle fully closed and fully open, rad: maps the measured gripper onto the
     /// Bridge state's 0 (closed) .. 1 (open). Defaults -0.9 and 0.9 (the virtual arm's stops).
@@ -346,7 +347,7 @@ impl RuntimeConfig {
     /// The resolved configuration as TOML (what `bridge-run config` prints).
     pub fn to_toml(&self) -> String {
         // Serialising plain numbers, arrays and strings cannot fail.
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
     /// Checks every range, naming the key that is wrong.

@@ -186,10 +186,12 @@ pub struct ControlLinks {
     pub status: Mailbox<ControlStatus>,
 }
 
-/// A planned move (reset or park): arrival is checked, and it must arrive in time.
+/// A planned move (reset or park): arrival is checked, and once the setpoint has arrived the
+/// arm must follow within `reach_timeout_s` (timed from there, so a slow control loop, which
+/// slows the setpoint down, is not mistaken for an arm that does not follow).
 #[derive(Debug, Clone, Copy)]
 struct PlannedMove {
-    deadline: Instant,
+    deadline: Option<Instant>,
 }
 
 struct Control {
@@ -448,7 +450,7 @@ impl Control {
             Effect::MoveToStart => self.move_to_start(now),
             Effect::MoveToPark => {
                 self.ensure_torque();
-                self.plan_move(SLEEP_POSE_RAD, now);
+                self.plan_move(SLEEP_POSE_RAD);
             }
             Effect::Jog { axis, positive } => self.jog(axis, positive),
             Effect::ToggleGripper => {
@@ -509,7 +511,7 @@ impl Control {
         let start = CommandedPose::from_xyz_rpy(w.start_xyz_m, w.start_rpy_rad);
         match self.mapper.solve(&start, &BRIDGE_NEUTRAL_POSE_RAD) {
             Ok(joints) => {
-                self.plan_move(joints, now);
+                self.plan_move(joints);
                 self.commanded = start;
                 self.commanded_joints = joints;
             }
@@ -518,14 +520,11 @@ impl Control {
     }
 
     /// A joint-space move to `goal` at the reset speed, checked for arrival.
-    fn plan_move(&mut self, goal: [f64; ARM_JOINTS], now: Instant) {
+    fn plan_move(&mut self, goal: [f64; ARM_JOINTS]) {
         let (_, distance_rad) = crate::action::largest_change(&self.setpoint, &goal);
         let duration_s = (distance_rad / self.config.control.reset_speed_rad_s).max(0.2);
         self.set_target(goal, duration_s);
-        self.planned = Some(PlannedMove {
-            deadline: now
-                + Duration::from_secs_f64(duration_s + self.config.control.reach_timeout_s),
-        });
+        self.planned = Some(PlannedMove { deadline: None });
     }
 
     fn set_target(&mut self, goal: [f64; ARM_JOINTS], duration_s: f64) {
@@ -655,7 +654,9 @@ impl Control {
     }
 
     fn check_planned_move(&mut self, now: Instant, fresh: bool) {
-        let Some(planned) = self.planned else { return };
+        let Some(mut planned) = self.planned else {
+            return;
+        };
         if !matches!(self.machine.mode(), Mode::MovingToStart | Mode::Parking) {
             self.planned = None;
             return;
@@ -665,16 +666,20 @@ impl Control {
             .filter(|&i| !self.faulted[i])
             .map(|i| (i, (state.positions_rad[i] - self.target[i]).abs()))
             .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-        let arrived = self.ticks_left == 0
-            && self.setpoint == self.target
-            && error_rad <= self.config.control.reached_tolerance_rad;
+        let setpoint_arrived = self.ticks_left == 0 && self.setpoint == self.target;
+        if setpoint_arrived && planned.deadline.is_none() {
+            let timeout = Duration::from_secs_f64(self.config.control.reach_timeout_s);
+            planned.deadline = Some(now + timeout);
+            self.planned = Some(planned);
+        }
+        let arrived = setpoint_arrived && error_rad <= self.config.control.reached_tolerance_rad;
         if fresh && arrived {
             self.planned = None;
             if self.machine.mode() == Mode::MovingToStart {
                 self.status.episode_ready = self.pending_reset;
             }
             self.input(Input::Reached, None, now);
-        } else if now > planned.deadline {
+        } else if planned.deadline.is_some_and(|deadline| now > deadline) {
             self.planned = None;
             let joint = widowx::joints::Joint::ALL[joint];
             self.on_fault(Fault::NotReached { joint, error_rad }, now);

@@ -121,8 +121,14 @@ fn main() -> ExitCode {
 
 /// Prints one line to stderr, also correct while the terminal is in raw mode.
 fn say(text: &str) {
+    use std::io::IsTerminal;
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "\r\x1b[K{}\r\n", text.replace('\n', "\r\n"));
+    if err.is_terminal() {
+        // Clear the status line first; raw mode needs \r\n.
+        let _ = write!(err, "\r\x1b[K{}\r\n", text.replace('\n', "\r\n"));
+    } else {
+        let _ = writeln!(err, "{text}");
+    }
     let _ = err.flush();
 }
 
@@ -155,6 +161,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| RawSafeStderr)
         .try_init();
 }

@@ -237,8 +237,11 @@ impl PolicyThread {
 
     fn stop(&mut self, active: Active) {
         if active.recording.is_some() {
-            // The final observation (T+1 for T actions), as the Bridge stack records it.
-            if let Some(frame) = self.links.frames.latest() {
+            // The final observation (T+1 for T actions), as the Bridge stack records it; a
+            // stale frame (stalled camera) is left out rather than recorded as current.
+            let fresh =
+                |f: &Arc<Frame>| f.captured_at.elapsed().as_secs_f64() <= self.max_frame_age_s;
+            if let Some(frame) = self.links.frames.latest().filter(fresh) {
                 let status = self.links.control.get();
                 self.record_observation(&frame, &status);
             }

@@ -25,8 +25,9 @@ fn wait_until_driving(watch: &Mailbox<ControlStatus>, steps: usize) {
             let s = watch.get();
             s.mode == Mode::Running && s.steps_applied >= steps
         }),
-        "the policy never drove: {:?}",
-        watch.get().mode
+        "the policy never drove: {:?} ({:?})",
+        watch.get().mode,
+        watch.get().last_fault
     );
 }
 

@@ -36,7 +36,9 @@ fn bench_loader(c: &mut Criterion) {
     let sources: Vec<Arc<dyn TrajectorySource>> = (0..10)
         .map(|s| {
             Arc::new(MemorySource::new(format!("/bench/s{s}"), "v1", move || {
-                Ok((0..20).map(|e| synthetic_trajectory(s * 20 + e, 64, 36)).collect())
+                Ok((0..20)
+                    .map(|e| synthetic_trajectory(s * 20 + e, 64, 36))
+                    .collect())
             })) as Arc<dyn TrajectorySource>
         })
         .collect();

@@ -42,8 +42,11 @@ pub enum BenchError {
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct DataBenchOptions {
-    /// Where the benchmark writes its raw data and caches (a fresh subdirectory is used).
+    /// Where the benchmark writes its raw data and caches: a new `bench-data-*` subdirectory
+    /// of it, removed at the end unless `keep_files` (nothing else in it is touched).
     pub work_dir: PathBuf,
+    /// Leave the raw data and caches on disk (their directory is printed in the table).
+    pub keep_files: bool,
     /// Raw episodes written for the prepare measurement.
     pub prepare_episodes: usize,
     /// Observations per episode (Bridge: about 36).
@@ -69,6 +72,7 @@ impl DataBenchOptions {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         Self {
             work_dir: work_dir.into(),
+            keep_files: false,
             prepare_episodes: 40,
             episode_len: 36,
             jobs: 0,
@@ -95,9 +99,23 @@ pub struct DataBenchRow {
 /// Runs every measurement; rows in table order.
 pub fn run(options: &DataBenchOptions, device: &Device) -> Result<Vec<DataBenchRow>, BenchError> {
     std::fs::create_dir_all(&options.work_dir).map_err(|e| setup(&options.work_dir, e))?;
-    let mut rows = vec![bench_prepare(options)?];
+    let mut scratch = tempfile::Builder::new()
+        .prefix("bench-data-")
+        .tempdir_in(&options.work_dir)
+        .map_err(|e| setup(&options.work_dir, e))?;
+    scratch.disable_cleanup(options.keep_files);
+    let dir = scratch.path();
+    let mut rows = vec![bench_prepare(options, dir)?];
     for &size_px in &options.sizes_px {
-        rows.extend(bench_loader_and_trainer(options, size_px, device)?);
+        rows.extend(bench_loader_and_trainer(options, dir, size_px, device)?);
+    }
+    if options.keep_files {
+        rows.push(DataBenchRow {
+            name: "files kept in".into(),
+            value: 0.0,
+            unit: "",
+            detail: dir.display().to_string(),
+        });
     }
     Ok(rows)
 }
@@ -190,19 +208,10 @@ fn settings(size_px: u32) -> CacheSettings {
     }
 }
 
-fn fresh_dir(path: &Path) -> Result<(), BenchError> {
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| setup(path, e))?;
-    }
-    std::fs::create_dir_all(path).map_err(|e| setup(path, e))
-}
-
-fn bench_prepare(options: &DataBenchOptions) -> Result<DataBenchRow, BenchError> {
-    let raw = options.work_dir.join("raw");
-    fresh_dir(&raw)?;
+fn bench_prepare(options: &DataBenchOptions, dir: &Path) -> Result<DataBenchRow, BenchError> {
+    let raw = dir.join("raw");
     write_raw_episodes(&raw, options.prepare_episodes, options.episode_len)?;
-    let cache_dir = options.work_dir.join("cache-prepare-128");
-    fresh_dir(&cache_dir)?;
+    let cache_dir = dir.join("cache-prepare-128");
     let settings = settings(128);
     let sources = discover_inputs(std::slice::from_ref(&raw), &settings)?;
     let prepare_options = PrepareOptions {
@@ -228,7 +237,6 @@ fn synthetic_cache(
     episodes: usize,
     len: usize,
 ) -> Result<Cache, BenchError> {
-    fresh_dir(dir)?;
     let side = size_px as usize;
     let per_source = 20;
     let sources: Vec<Arc<dyn TrajectorySource>> = (0..episodes.div_ceil(per_source))
@@ -275,10 +283,11 @@ pub fn synthetic_trajectory(index: usize, side: usize, len: usize) -> Trajectory
 
 fn bench_loader_and_trainer(
     options: &DataBenchOptions,
+    work_dir: &Path,
     size_px: u32,
     device: &Device,
 ) -> Result<Vec<DataBenchRow>, BenchError> {
-    let dir = options.work_dir.join(format!("cache-synthetic-{size_px}"));
+    let dir = work_dir.join(format!("cache-synthetic-{size_px}"));
     let cache = synthetic_cache(&dir, size_px, options.cache_episodes, options.episode_len)?;
     let data = cache.dataset()?;
     let encoder = if size_px as usize >= crate::config::IMPALA_FROM_PX {
@@ -396,6 +405,34 @@ mod tests {
         let jpeg = synthetic_jpeg(3, 64, 48).unwrap();
         let image = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((image.width(), image.height()), (64, 48));
+    }
+
+    #[test]
+    fn a_tiny_run_measures_every_stage_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = DataBenchOptions {
+            prepare_episodes: 1,
+            episode_len: 3,
+            batch_size: 4,
+            loader_batches: 2,
+            train_steps: 1,
+            cache_episodes: 3,
+            sizes_px: vec![16],
+            ..DataBenchOptions::new(dir.path())
+        };
+        let rows = run(&options, &Device::Cpu).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(rows.len(), 4, "{names:?}");
+        assert!(rows[0].detail.starts_with("3 frames"), "{:?}", rows[0]);
+        assert!(
+            rows.iter().all(|r| r.value.is_finite() && r.value > 0.0),
+            "{rows:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "scratch removed"
+        );
     }
 
     #[test]

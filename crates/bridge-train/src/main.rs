@@ -138,9 +138,13 @@ enum LagArg {
 
 #[derive(Args)]
 struct BenchDataArgs {
-    /// Scratch directory for the raw data and caches (default: a temporary directory).
+    /// Where a `bench-data-*` scratch directory for the raw data and caches is made (default:
+    /// the system's temporary directory); removed at the end unless --keep-files.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Leave the generated raw data and caches on disk.
+    #[arg(long)]
+    keep_files: bool,
     /// Raw episodes written and prepared.
     #[arg(long, default_value_t = 40)]
     episodes: usize,
@@ -472,16 +476,9 @@ fn run_fit(args: &FitArgs) -> Result<()> {
 
 fn run_bench_data(args: &BenchDataArgs) -> Result<()> {
     let dev = device(args.device)?;
-    let scratch = match &args.work_dir {
-        Some(_) => None,
-        None => Some(tempfile::tempdir().context("creating a scratch directory")?),
-    };
-    let work_dir = match (&args.work_dir, &scratch) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(tmp)) => tmp.path().to_path_buf(),
-        (None, None) => bail!("no scratch directory"),
-    };
+    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let options = DataBenchOptions {
+        keep_files: args.keep_files,
         prepare_episodes: args.episodes,
         jobs: args.jobs,
         batch_size: args.batch_size,

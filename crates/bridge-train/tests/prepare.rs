@@ -227,7 +227,10 @@ fn new_inputs_are_added_incrementally_and_unchanged_ones_not_reread() {
     let mut doubled = sources(0..8, &reads);
     doubled.extend(sources(3..5, &reads));
     let report = prepare(&doubled, twice.path(), &options()).unwrap();
-    assert_eq!((report.trajectories_added, report.sources_already_recorded), (8, 2));
+    assert_eq!(
+        (report.trajectories_added, report.sources_already_recorded),
+        (8, 2)
+    );
     assert_same_cache(once.path(), twice.path());
 
     // Nothing new: nothing read, nothing added, the cache untouched.

@@ -101,8 +101,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Fail on a bad checkpoint before any arm starts.
     MqePolicy::load(&args.checkpoint, &Device::Cpu)
         .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
-    let config = RuntimeConfig::load(args.config.as_deref(), None)
-        .context("runtime configuration")?;
+    let config =
+        RuntimeConfig::load(args.config.as_deref(), None).context("runtime configuration")?;
     let goals = render_goals(&tasks, &selected)?;
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
     for &task in &selected {
@@ -141,7 +141,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let mut results = results.into_inner().map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
     results.sort_by(|a, b| (&a.task, a.episode).cmp(&(&b.task, b.episode)));
     let table = success_table(&args.checkpoint, &results);
     print!("{table}");
@@ -404,7 +406,11 @@ pub fn tasks(args: TasksArgs) -> anyhow::Result<()> {
         let goal = file.render_goal(task, &mut renderer)?;
         save_png(&dir.join(format!("{}-goal.png", task.name)), &goal)?;
         let mut start = file.goal_scene(task)?;
-        for (block, xy) in start.blocks.iter_mut().zip(task.start_positions(&file.blocks)) {
+        for (block, xy) in start
+            .blocks
+            .iter_mut()
+            .zip(task.start_positions(&file.blocks))
+        {
             block.position_m[0] = xy[0];
             block.position_m[1] = xy[1];
         }
