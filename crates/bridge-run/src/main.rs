@@ -250,6 +250,40 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("no --goal given and no PNG or JPEG in {}", goals.display()))
 }
 
+/// With --sim and a goal named `<task>-goal.png` whose task is in `<checkpoint>/tasks.toml`
+/// (as the shipped demo's are): the blocks start where that task starts, so the goal is
+/// reachable. Otherwise the blocks stay where `--sim-seed` put them.
+fn place_task_blocks(cli: &Cli, goal_file: &Path, sim: &SimRig) -> Result<()> {
+    let checkpoint = cli
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    let tasks_file = checkpoint.join("tasks.toml");
+    let Some(task_name) = goal_file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_suffix("-goal"))
+    else {
+        return Ok(());
+    };
+    if !tasks_file.exists() {
+        return Ok(());
+    }
+    let tasks = widowx_sim::tasks::TaskFile::load(&tasks_file)
+        .with_context(|| format!("task file {}", tasks_file.display()))?;
+    let Some(task) = tasks.task(task_name) else {
+        return Ok(());
+    };
+    sim.scene()
+        .set_block_positions(&task.start_positions(&tasks.blocks))
+        .with_context(|| format!("placing the blocks of task `{task_name}`"))?;
+    say(&format!(
+        "bridge-run: blocks placed at the start of task `{task_name}` ({})",
+        tasks_file.display()
+    ));
+    Ok(())
+}
+
 /// The arm, the camera, and the virtual rig behind them with --sim.
 struct Rig {
     arm: Arm,
@@ -403,6 +437,9 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     let goal = GoalImage::load(&goal_file, policy.input_size_px(), expected_px)
         .with_context(|| format!("goal image {}", goal_file.display()))?;
     let rig = open_rig(cli, &config)?;
+    if let Some(sim) = &rig._sim {
+        place_task_blocks(cli, &goal_file, sim)?;
+    }
     if Some(rig.frame_px) != expected_px {
         bail!(
             "the camera delivers {}x{} px frames but the goal was checked against {:?}",
