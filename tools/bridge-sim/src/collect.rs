@@ -48,8 +48,8 @@ const OPEN_FINGER_M: f64 = 0.031;
 const PLACED_M: f64 = 0.03;
 /// Episodes per `traj_group<k>` directory.
 const GROUP_SIZE: usize = 100;
-/// A worker gives up after this many failed episodes in a row (a dead bus, not a hiccup).
-const MAX_FAILURES_IN_A_ROW: usize = 3;
+/// Attempts at one episode before the bus counts as dead rather than hiccuping.
+const MAX_ATTEMPTS: usize = 3;
 /// Slowest world speed-up allowed by the gripper: its PWM (350 at full pressure) scaled by
 /// 1 / time_scale must stay within the servo's 885.
 const MIN_TIME_SCALE: f64 = 0.4;
@@ -110,7 +110,7 @@ struct Plan<'a> {
     camera: CameraModel,
     next_episode: AtomicUsize,
     stop: AtomicBool,
-    /// Episodes discarded after an error.
+    /// Episode attempts discarded after an error (and recorded again).
     failed: AtomicUsize,
     done: Mutex<Vec<EpisodeSummary>>,
     started: Instant,
@@ -211,7 +211,7 @@ fn print_summary(plan: &Plan<'_>) {
     println!(
         "collected {} episodes ({} steps each) in {:.1} min: {:.1} episodes/min; \
          pick-and-place {} ({} placed at the target), lift-and-return {}, reach {}, wander {}; \
-         missed grasps {}; steps started late {}; episodes discarded after a bus error {}; in {}",
+         missed grasps {}; steps started late {}; episodes recorded again after a bus error {}; in {}",
         done.len(),
         plan.args.steps,
         minutes,
@@ -239,7 +239,6 @@ fn run_worker(plan: &Plan<'_>, worker: usize) -> anyhow::Result<()> {
         .context("the tabletop arm has no scene")?;
     let mut arm = connect(&sim, args).context("connecting the driver to the virtual arm")?;
     let mut renderer = Renderer::new(plan.camera.clone(), RenderStyle::plain());
-    let mut failures_in_a_row = 0;
     while !plan.stop.load(Ordering::Relaxed) {
         let index = plan.next_episode.fetch_add(1, Ordering::Relaxed);
         if index >= args.episodes {
@@ -255,26 +254,7 @@ fn run_worker(plan: &Plan<'_>, worker: usize) -> anyhow::Result<()> {
             .session_dir
             .join(format!("traj_group{}", index / GROUP_SIZE))
             .join(format!("traj{}", index % GROUP_SIZE));
-        let summary = match run_episode(args, &mut arm, &scene, &mut renderer, index, &dir) {
-            Ok(summary) => {
-                failures_in_a_row = 0;
-                summary
-            }
-            Err(error) => {
-                // A bus hiccup (a reply late beyond the timeout on a loaded machine) loses one
-                // episode, not the run: its partial recording is removed and the work goes on.
-                failures_in_a_row += 1;
-                let _ = std::fs::remove_dir_all(&dir);
-                eprintln!("episode {index} ({}) discarded: {error:#}", dir.display());
-                if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
-                    return Err(error.context(format!(
-                        "worker {worker}: {failures_in_a_row} episodes in a row failed"
-                    )));
-                }
-                plan.failed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        let summary = run_with_retries(plan, &mut arm, &scene, &mut renderer, index, &dir)?;
         let mut done = plan
             .done
             .lock()
@@ -293,6 +273,41 @@ fn run_worker(plan: &Plan<'_>, worker: usize) -> anyhow::Result<()> {
     drop(arm);
     drop(sim);
     Ok(())
+}
+
+/// Runs episode `index`; after a bus hiccup (a reply late beyond the driver's timeout on a
+/// loaded machine) its partial recording is removed and the same episode recorded again, so the
+/// count asked for is the count written. A bus failing [`MAX_ATTEMPTS`] times in a row is dead:
+/// the error ends the worker.
+fn run_with_retries(
+    plan: &Plan<'_>,
+    arm: &mut Arm,
+    scene: &SceneHandle,
+    renderer: &mut Renderer,
+    index: usize,
+    dir: &Path,
+) -> anyhow::Result<EpisodeSummary> {
+    let mut attempt = 1;
+    loop {
+        match run_episode(plan.args, arm, scene, renderer, index, dir) {
+            Ok(summary) => return Ok(summary),
+            Err(error) if attempt < MAX_ATTEMPTS => {
+                let _ = std::fs::remove_dir_all(dir);
+                eprintln!(
+                    "episode {index} ({}) failed, recording it again: {error:#}",
+                    dir.display()
+                );
+                plan.failed.fetch_add(1, Ordering::Relaxed);
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "episode {index} ({}) failed {attempt} times",
+                    dir.display()
+                )));
+            }
+        }
+    }
 }
 
 fn connect(sim: &VirtualArm, args: &CollectArgs) -> anyhow::Result<Arm> {

@@ -1,51 +1,28 @@
-//! Bridge action semantics for the play collector (widowx.md, "Bridge conventions"): each action
-//! is a delta on the previously COMMANDED pose, translations clipped to 0.05 m and rotations to
-//! 0.25 rad per step, rotations about the base axes through the end-effector
-//! (`R_new = Rz * Ry * Rx * R_commanded`, orientations relative to the gripper pointing down), the
-//! position clipped to the workspace box, IK seeded with the last commanded joints; no solution,
-//! or one that jumps a joint by more than [`MAX_IK_JUMP_RAD`], holds the previous command. The
-//! gripper is binary: below 0.5 closes.
-//!
-//! The same rules as `bridge_run::action` (the runtime's mapper); kept here so the collector does
-//! not depend on the runtime crate.
+//! The play collector's arm commands: Bridge actions carried out with the runtime's own mapper
+//! ([`bridge_run::action::ActionMapper`], the one place the Bridge action conventions live), so
+//! recorded play data and deployed policies share one meaning of an action. A refused step (no
+//! IK solution, or an IK branch jump) holds the previous command and is recorded as a zero
+//! motion. The gripper is binary: below 0.5 closes.
 
+use bridge_run::action::{ActionMapper, CommandedPose};
+use bridge_run::config::{ActionConfig, WorkspaceConfig};
 use widowx::driver::{Arm, DriverError};
 use widowx::joints::ARM_JOINTS;
-use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
-use widowx::pose::{Rotation, mat3_mul, rotation_from_rpy, rpy_from_rotation};
-
-/// Largest translation per step, m, and rotation per step, rad.
-pub const MAX_STEP_M: f64 = 0.05;
-pub const MAX_STEP_RAD: f64 = 0.25;
-/// Bridge's evaluation workspace box, m.
-pub const WORKSPACE_MIN_M: [f64; 3] = [0.10, -0.15, -0.01];
-pub const WORKSPACE_MAX_M: [f64; 3] = [0.45, 0.25, 0.25];
-/// An IK answer moving a joint further than this from the last command is another branch: hold.
-pub const MAX_IK_JUMP_RAD: f64 = 1.0;
+use widowx::pose::{mat3_mul, mat3_transpose, rpy_from_rotation};
 
 /// The commanded pose and what was last sent to the arm.
 #[derive(Debug, Clone)]
 pub struct Commander {
-    xyz_m: [f64; 3],
-    rotation: Rotation,
+    mapper: ActionMapper,
+    pose: CommandedPose,
     joints_rad: [f64; ARM_JOINTS],
     gripper_open: Option<bool>,
     move_time_s: f64,
-    ik: IkConfig,
-}
-
-/// The pose an action asks for, before IK.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Requested {
-    pub xyz_m: [f64; 3],
-    pub rotation: Rotation,
-    /// The clipped rotation delta.
-    pub rotation_delta_rad: [f64; 3],
 }
 
 impl Commander {
     /// Starts from a commanded pose the arm holds at `joints_rad`; each move lasts
-    /// `move_time_s`.
+    /// `move_time_s`. Step limits and the workspace box are the runtime's defaults.
     pub fn new(
         xyz_m: [f64; 3],
         rpy_rad: [f64; 3],
@@ -53,52 +30,31 @@ impl Commander {
         move_time_s: f64,
     ) -> Commander {
         Commander {
-            xyz_m,
-            rotation: rotation_from_rpy(rpy_rad),
+            mapper: ActionMapper::new(ActionConfig::default(), WorkspaceConfig::default()),
+            pose: CommandedPose::from_xyz_rpy(xyz_m, rpy_rad),
             joints_rad,
             gripper_open: None,
             move_time_s,
-            ik: IkConfig::default(),
         }
     }
 
     pub fn xyz_m(&self) -> [f64; 3] {
-        self.xyz_m
+        self.pose.xyz_m
     }
 
     pub fn rpy_rad(&self) -> [f64; 3] {
-        rpy_from_rotation(&self.rotation)
-    }
-
-    /// The pose `action` asks for: clipped deltas applied to the commanded pose, the position
-    /// clipped to the workspace box.
-    pub fn requested(&self, action: &[f64; 7]) -> Requested {
-        let xyz_m = std::array::from_fn(|axis| {
-            let delta = clip(action[axis], MAX_STEP_M);
-            (self.xyz_m[axis] + delta).clamp(WORKSPACE_MIN_M[axis], WORKSPACE_MAX_M[axis])
-        });
-        let rotation_delta_rad = std::array::from_fn(|axis| clip(action[3 + axis], MAX_STEP_RAD));
-        Requested {
-            xyz_m,
-            rotation: mat3_mul(&rotation_from_rpy(rotation_delta_rad), &self.rotation),
-            rotation_delta_rad,
-        }
+        self.pose.rpy_rad()
     }
 
     /// Applies `action` to the arm; returns the action as carried out (the deltas actually
-    /// commanded after clipping, zero when IK held; the gripper as 0 or 1).
+    /// commanded after clipping, zero when the step was refused; the gripper as 0 or 1).
     pub fn step(&mut self, arm: &mut Arm, action: &[f64; 7]) -> Result<[f64; 7], DriverError> {
-        let requested = self.requested(action);
         let mut applied = [0.0; 7];
-        if let Some(joints_rad) = self.solve(&requested) {
-            arm.write_joint_goals(&joints_rad, self.move_time_s)?;
-            for axis in 0..3 {
-                applied[axis] = requested.xyz_m[axis] - self.xyz_m[axis];
-                applied[3 + axis] = requested.rotation_delta_rad[axis];
-            }
-            self.xyz_m = requested.xyz_m;
-            self.rotation = requested.rotation;
-            self.joints_rad = joints_rad;
+        if let Ok(step) = self.mapper.apply(&self.pose, &self.joints_rad, action) {
+            arm.write_joint_goals(&step.joints_rad, self.move_time_s)?;
+            applied[..6].copy_from_slice(&applied_delta(&self.pose, &step.pose));
+            self.pose = step.pose;
+            self.joints_rad = step.joints_rad;
         }
         let open = action[6] >= 0.5;
         if self.gripper_open != Some(open) {
@@ -112,52 +68,45 @@ impl Commander {
         applied[6] = if open { 1.0 } else { 0.0 };
         Ok(applied)
     }
-
-    /// Joints for the requested pose near the last command, if any.
-    fn solve(&self, requested: &Requested) -> Option<[f64; ARM_JOINTS]> {
-        let target = bridge_target_pose(requested.xyz_m, rpy_from_rotation(&requested.rotation));
-        let joints_rad = inverse(&target, &self.joints_rad, &self.ik).ok()?;
-        let jump_rad = joints_rad
-            .iter()
-            .zip(&self.joints_rad)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        (jump_rad <= MAX_IK_JUMP_RAD).then_some(joints_rad)
-    }
 }
 
-fn clip(value: f64, limit: f64) -> f64 {
-    if value.is_finite() {
-        value.clamp(-limit, limit)
-    } else {
-        0.0
-    }
+/// The Bridge delta taking `from` to `to`: position difference, and the roll-pitch-yaw of the
+/// base-frame rotation `R_to * R_from^T` (the clipped rotation delta of the step).
+fn applied_delta(from: &CommandedPose, to: &CommandedPose) -> [f64; 6] {
+    let rotation = mat3_mul(
+        &to.relative_rotation,
+        &mat3_transpose(&from.relative_rotation),
+    );
+    let rpy = rpy_from_rotation(&rotation);
+    [
+        to.xyz_m[0] - from.xyz_m[0],
+        to.xyz_m[1] - from.xyz_m[1],
+        to.xyz_m[2] - from.xyz_m[2],
+        rpy[0],
+        rpy[1],
+        rpy[2],
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use widowx::joints::BRIDGE_NEUTRAL_POSE_RAD;
 
     #[test]
-    fn deltas_are_clipped_and_the_position_kept_in_the_box() {
-        let commander = Commander::new([0.3, 0.0, 0.15], [0.0; 3], [0.0; ARM_JOINTS], 0.25);
-        let requested = commander.requested(&[0.2, -0.01, 0.0, 0.0, 0.0, 1.0, 1.0]);
-        assert!(
-            (requested.xyz_m[0] - 0.35).abs() < 1e-12,
-            "dx clipped to 5 cm"
-        );
-        assert!((requested.xyz_m[1] + 0.01).abs() < 1e-12);
-        assert_eq!(requested.rotation_delta_rad, [0.0, 0.0, MAX_STEP_RAD]);
-        let near_edge = Commander::new([0.44, 0.24, 0.0], [0.0; 3], [0.0; ARM_JOINTS], 0.25);
-        let clipped = near_edge.requested(&[0.05, 0.05, -0.05, 0.0, 0.0, 0.0, 1.0]);
-        assert_eq!(clipped.xyz_m, [0.45, 0.25, -0.01]);
-    }
-
-    #[test]
-    fn rotation_deltas_compose_about_base_axes() {
-        let commander = Commander::new([0.3, 0.0, 0.15], [0.0, 0.0, 0.2], [0.0; ARM_JOINTS], 0.25);
-        let requested = commander.requested(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 1.0]);
-        let rpy = rpy_from_rotation(&requested.rotation);
-        assert!((rpy[2] - 0.3).abs() < 1e-12, "{rpy:?}");
+    fn the_recorded_delta_is_the_clipped_step_the_mapper_took() {
+        let mapper = ActionMapper::new(ActionConfig::default(), WorkspaceConfig::default());
+        let start = CommandedPose::from_xyz_rpy([0.3, 0.0, 0.15], [0.0, 0.0, 0.2]);
+        let action = [0.2, -0.01, 0.0, 0.0, 0.1, 1.0, 1.0];
+        let start_joints = mapper.solve(&start, &BRIDGE_NEUTRAL_POSE_RAD).unwrap();
+        let step = mapper
+            .apply(&start, &start_joints, &action)
+            .expect("a reachable step");
+        let delta = applied_delta(&start, &step.pose);
+        let limits = ActionConfig::default();
+        let expected = [limits.max_step_m, -0.01, 0.0, 0.0, 0.1, limits.max_step_rad];
+        for (got, want) in delta.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-9, "{delta:?} vs {expected:?}");
+        }
     }
 }
