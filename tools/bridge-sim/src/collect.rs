@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bridge_data::raw::{RawEpisodeWriter, RawStep};
@@ -126,7 +126,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         .out
         .join(&args.task)
         .join("00")
-        .join(date_time_dir_name(SystemTime::now()))
+        .join(bridge_run::clock::folder_timestamp(bridge_run::clock::unix_time_s()))
         .join("raw");
     std::fs::create_dir_all(&session_dir)
         .with_context(|| format!("creating {}", session_dir.display()))?;
@@ -499,33 +499,6 @@ fn sleep_until(deadline: Instant) {
     }
 }
 
-/// `YYYY-MM-DD_HH-MM-SS` (UTC), the name of a Bridge collection directory.
-fn date_time_dir_name(at: SystemTime) -> String {
-    let seconds = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}_{:02}-{:02}-{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -577,13 +550,5 @@ mod tests {
         );
         assert!(scene.scene().blocks.iter().all(|b| !b.held));
         assert_eq!(std::fs::read_dir(dir.join("images0")).unwrap().count(), 36);
-    }
-
-    #[test]
-    fn dates_format_like_bridge_collection_directories() {
-        assert_eq!(date_time_dir_name(UNIX_EPOCH), "1970-01-01_00-00-00");
-        let at = UNIX_EPOCH + Duration::from_secs(1_651_078_168); // 2022-04-27 16:49:28 UTC
-        assert_eq!(date_time_dir_name(at), "2022-04-27_16-49-28");
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }
