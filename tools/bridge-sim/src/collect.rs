@@ -126,7 +126,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         .out
         .join(&args.task)
         .join("00")
-        .join(bridge_run::clock::folder_timestamp(bridge_run::clock::unix_time_s()))
+        .join(bridge_run::clock::folder_timestamp(
+            bridge_run::clock::unix_time_s(),
+        ))
         .join("raw");
     std::fs::create_dir_all(&session_dir)
         .with_context(|| format!("creating {}", session_dir.display()))?;
