@@ -138,12 +138,7 @@ fn write_tuple(out: &mut Vec<u8>, items: &[Value]) -> Result<(), WriteError> {
         out.push(EMPTY_TUPLE);
         return Ok(());
     }
-    out.push(MARK);
-    for item in items {
-        write_value(out, item)?;
-    }
-    out.push(TUPLE);
-    Ok(())
+    write_marked(out, items, TUPLE)
 }
 
 fn write_global(out: &mut Vec<u8>, module: &str, name: &str) {
