@@ -234,6 +234,9 @@ pub struct MqePolicy {
     has_critic: bool,
     /// The goal as a `[1, H, W, 3]` u8 tensor on the device, uploaded once per `set_goal`.
     goal: Option<Tensor>,
+    /// psi(goal) per ensemble member (MQE only), encoded once per `set_goal`: the critic then
+    /// encodes only the observation each step.
+    goal_latent: Option<Tensor>,
 }
 
 impl MqePolicy {
@@ -256,6 +259,7 @@ impl MqePolicy {
             device: device.clone(),
             size_px,
             goal: None,
+            goal_latent: None,
             agent,
         })
     }
@@ -284,11 +288,12 @@ impl MqePolicy {
         let denormalised = self.norm.denormalise(&mu)?;
         let mut action = [0f32; ACTION_DIM];
         action.copy_from_slice(&denormalised);
-        let distance = if self.has_critic {
-            let d = self.agent.distance(obs, goal)?.to_dtype(DType::F32)?;
-            d.flatten_all()?.to_vec1::<f32>()?[0]
-        } else {
-            f32::NAN
+        let distance = match &self.goal_latent {
+            Some(goal_latent) => {
+                let d = self.agent.distance_to_latent(obs, goal_latent)?;
+                d.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?[0]
+            }
+            None => f32::NAN,
         };
         Ok((action, distance))
     }
@@ -371,7 +376,13 @@ impl Policy for MqePolicy {
                 policy_px: self.size_px,
             });
         }
-        self.goal = Some(self.image_tensor(&goal.model_rgb)?);
+        let goal_tensor = self.image_tensor(&goal.model_rgb)?;
+        self.goal_latent = if self.has_critic {
+            Some(self.agent.goal_latent(&goal_tensor)?)
+        } else {
+            None
+        };
+        self.goal = Some(goal_tensor);
         Ok(())
     }
 

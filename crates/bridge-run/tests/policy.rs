@@ -185,7 +185,13 @@ fn policy_output_is_the_denormalised_clipped_actor_mean() {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap()[0];
-    assert_eq!(out.distance, d);
+    // The policy encodes the goal once (at set_goal) and the observation alone each step;
+    // `distance` encodes both in one batch, so only the summation order differs.
+    assert!(
+        (out.distance - d).abs() <= 1e-5 * d.abs().max(1e-3),
+        "{} vs {d}",
+        out.distance
+    );
 
     // Within the dataset ranges (clip before denormalising), and deterministic.
     let norm = bridge_norm();

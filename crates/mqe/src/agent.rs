@@ -214,6 +214,44 @@ impl Agent {
 
     /// d(psi(s), psi(g)) averaged over the ensemble, `[B]`.
     pub fn distance(&self, obs: &Tensor, goal: &Tensor) -> Result<Tensor> {
+        self.check_obs("obs", obs, None)?;
+        self.check_obs("goal", goal, Some(obs.dim(0)?))?;
+        let b = obs.dim(0)?;
+        let z = self.psi_latents(&Tensor::cat(&[obs, goal], 0)?)?;
+        self.ensemble_distance(&z.narrow(1, 0, b)?, &z.narrow(1, b, b)?)
+    }
+
+    /// psi(g) for every ensemble member, `[E, B, latent]`: what [`Agent::distance_to_latent`]
+    /// takes, so that a goal that stays fixed over many steps (deployment) is encoded once.
+    pub fn goal_latent(&self, goal: &Tensor) -> Result<Tensor> {
+        self.check_obs("goal", goal, None)?;
+        Ok(self.psi_latents(goal)?.detach())
+    }
+
+    /// d(psi(s), z_g) averaged over the ensemble, `[B]`, for `goal_latent` from
+    /// [`Agent::goal_latent`] (one goal per observation, or one goal for all of them).
+    pub fn distance_to_latent(&self, obs: &Tensor, goal_latent: &Tensor) -> Result<Tensor> {
+        self.check_obs("obs", obs, None)?;
+        let z_obs = self.psi_latents(obs)?;
+        let expected = [z_obs.dim(0)?, obs.dim(0)?, z_obs.dim(2)?];
+        let dims = goal_latent.dims();
+        let fits = dims.len() == 3
+            && dims[0] == expected[0]
+            && dims[2] == expected[2]
+            && (dims[1] == expected[1] || dims[1] == 1);
+        if !fits {
+            return Err(MqeError::BadBatch {
+                field: "goal_latent",
+                expected: format!("[{}, {} or 1, {}]", expected[0], expected[1], expected[2]),
+                got: format!("{dims:?}"),
+            });
+        }
+        let z_goal = goal_latent.broadcast_as(z_obs.shape())?.contiguous()?;
+        self.ensemble_distance(&z_obs, &z_goal)
+    }
+
+    /// psi(enc_psi(x)) for every ensemble member, `[E, B, latent]`; errors for GCBC.
+    fn psi_latents(&self, x: &Tensor) -> Result<Tensor> {
         let critic = self
             .critic
             .as_ref()
@@ -221,18 +259,13 @@ impl Agent {
                 field: "algo".into(),
                 reason: "distance needs a critic; this model is gcbc".into(),
             })?;
-        self.check_obs("obs", obs, None)?;
-        self.check_obs("goal", goal, Some(obs.dim(0)?))?;
-        let b = obs.dim(0)?;
-        let both = Tensor::cat(&[obs, goal], 0)?;
-        let z = critic
+        Ok(critic
             .psi
-            .forward(&critic.psi_encoder.forward(&both, true)?, true)?;
-        let d = mrn_matched(
-            &z.narrow(1, 0, b)?,
-            &z.narrow(1, b, b)?,
-            self.model.mrn_components,
-        )?;
+            .forward(&critic.psi_encoder.forward(x, true)?, true)?)
+    }
+
+    fn ensemble_distance(&self, z_from: &Tensor, z_to: &Tensor) -> Result<Tensor> {
+        let d = mrn_matched(z_from, z_to, self.model.mrn_components)?;
         Ok(d.mean(0)?.detach())
     }
 

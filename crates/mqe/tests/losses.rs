@@ -490,6 +490,41 @@ fn mqe_training_reduces_the_critic_loss_on_a_fixed_batch() {
 }
 
 #[test]
+fn distance_to_a_cached_goal_latent_equals_the_distance() {
+    let mut agent = small_agent(3);
+    let batch = state_batch(6, 21, &Device::Cpu);
+    for _ in 0..5 {
+        agent.train_step(&batch).unwrap();
+    }
+    let direct = to_f64(&agent.distance(&batch.obs, &batch.goal).unwrap());
+    let latent = agent.goal_latent(&batch.goal).unwrap();
+    let cached = to_f64(&agent.distance_to_latent(&batch.obs, &latent).unwrap());
+    assert!(
+        direct.iter().any(|d| *d > 1e-4),
+        "trained distances {direct:?}"
+    );
+    for (d, c) in direct.iter().zip(&cached) {
+        assert!(close(*d, *c, 1e-6), "{direct:?} vs {cached:?}");
+    }
+
+    // One goal for a whole batch of observations (deployment: the goal stays fixed).
+    let one_goal = batch.goal.narrow(0, 2, 1).unwrap();
+    let broadcast_goal = one_goal.repeat((6, 1)).unwrap();
+    let expected = to_f64(&agent.distance(&batch.obs, &broadcast_goal).unwrap());
+    let single = agent.goal_latent(&one_goal).unwrap();
+    let got = to_f64(&agent.distance_to_latent(&batch.obs, &single).unwrap());
+    for (e, g) in expected.iter().zip(&got) {
+        assert!(close(*e, *g, 1e-6), "{expected:?} vs {got:?}");
+    }
+
+    let wrong = agent
+        .goal_latent(&batch.goal.narrow(0, 0, 4).unwrap())
+        .unwrap();
+    let err = agent.distance_to_latent(&batch.obs, &wrong).unwrap_err();
+    assert!(err.to_string().contains("goal_latent"), "{err}");
+}
+
+#[test]
 fn pixel_agent_runs_a_train_step_and_acts() {
     let dev = Device::Cpu;
     let mut model = mqe::ModelConfig::pixels(16, 3, 4);

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::render::RenderStyle;
 use crate::server::Shared;
-use crate::world::{BlockState, Scene, World};
+use crate::world::{BlockState, Scene, World, WorldEvent};
 use crate::{SimConfig, SimError, VirtualArm};
 
 /// Longest stretch of arm motion the world skips over between two steps, s. At the joints'
@@ -170,11 +170,12 @@ pub fn random_block_positions(blocks: &[BlockSpec], rng: &mut StdRng) -> Vec<[f6
     positions
 }
 
-/// The world and when it was last stepped.
+/// The world, when it was last stepped, and how often each block has been grasped.
 #[derive(Debug)]
 struct Clocked {
     world: World,
     stepped_at: Instant,
+    grasps: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -220,6 +221,12 @@ impl SceneHandle {
         &self.shared.style
     }
 
+    /// How many times each block (in the configured order) has been grasped since the arm
+    /// was spawned: evaluation tells "never touched" from "grasped but misplaced" with it.
+    pub fn grasp_counts(&self) -> Vec<u64> {
+        self.advance_to(Instant::now()).grasps.clone()
+    }
+
     /// World steps taken so far.
     pub fn steps(&self) -> u64 {
         self.shared.steps.load(Ordering::Relaxed)
@@ -245,7 +252,11 @@ impl SceneHandle {
             for k in 1..=steps {
                 let at = from + Duration::from_secs_f64(gap_s * f64::from(k) / f64::from(steps));
                 let joints_rad = arm.joint_positions_rad(at);
-                clocked.world.step(&joints_rad);
+                if let Some(WorldEvent::Grasped(block)) = clocked.world.step(&joints_rad)
+                    && let Some(count) = clocked.grasps.get_mut(block)
+                {
+                    *count += 1;
+                }
             }
         }
         clocked.stepped_at = now;
@@ -275,6 +286,7 @@ impl Tabletop {
             shared: Arc::new(TabletopShared {
                 arm,
                 world: Mutex::new(Clocked {
+                    grasps: vec![0; blocks.len()],
                     world: World::new(blocks, initial_joints_rad),
                     stepped_at: Instant::now(),
                 }),

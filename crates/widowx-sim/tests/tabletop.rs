@@ -68,12 +68,18 @@ fn grasp_carry_and_release_through_the_driver() {
     });
     move_to(&mut arm, [x + 0.005, y - 0.008, half + 0.002]);
     assert!(!scene.scene().blocks[0].held, "not held before closing");
+    assert_eq!(scene.grasp_counts(), [0, 0, 0]);
 
     arm.gripper_close().expect("close");
     wait_until("the grasp", Duration::from_secs(3), || {
         scene.scene().blocks[0].held
     });
     std::thread::sleep(Duration::from_millis(800)); // the fingers keep pushing
+    assert_eq!(
+        scene.grasp_counts(),
+        [1, 0, 0],
+        "one grasp, of the red block"
+    );
     let held = scene.scene();
     assert!(
         (held.finger_position_m() - half).abs() < 0.001,
@@ -109,6 +115,7 @@ fn grasp_carry_and_release_through_the_driver() {
     });
     move_to(&mut arm, [place[0], place[1], 0.15]);
     let after = scene.scene();
+    assert_eq!(scene.grasp_counts(), [1, 0, 0], "a release is not a grasp");
     let block = &after.blocks[0];
     assert!(!block.held);
     assert!((block.position_m[0] - place[0]).abs() < 0.01, "{block:?}");

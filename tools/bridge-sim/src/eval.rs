@@ -26,9 +26,9 @@ use crossbeam_channel::Receiver;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use widowx_sim::TabletopConfig;
 use widowx_sim::render::{CameraModel, RenderStyle, Renderer};
 use widowx_sim::tasks::{TaskFile, TaskSpec};
+use widowx_sim::{SceneHandle, TabletopConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -75,6 +75,8 @@ struct EpisodeResult {
     success: bool,
     /// Distance of each block from its goal at the end, m (task block order).
     block_errors_m: Vec<(String, f64)>,
+    /// Blocks the gripper closed on during the episode (partial progress: reached and grasped).
+    grasped: Vec<String>,
     steps: usize,
     /// Learned distance to the goal at the first and the last step.
     first_distance: Option<f32>,
@@ -255,8 +257,10 @@ impl WorkerContext<'_> {
             .set_block_positions(&start)
             .context("placing the start blocks")?;
         let moved = task.moved_blocks().len().max(1);
+        let grasps_before = rig.scene().grasp_counts();
         let report = runtime.run_episode(&goal, self.args.steps_per_block * moved)?;
         let outcome = task.outcome(&rig.scene().scene());
+        let grasped = grasped_blocks(rig.scene(), &grasps_before);
         let keep_report = job.episode < self.args.reports_per_task;
         if !keep_report && let Some(dir) = &report.report_dir {
             // Reports of every episode would fill the disk; the first few per task are kept.
@@ -272,6 +276,7 @@ impl WorkerContext<'_> {
                 .iter()
                 .map(|b| (b.name.clone(), b.distance_m))
                 .collect(),
+            grasped,
             steps: report.steps,
             first_distance: report.distances.first().copied(),
             last_distance: report.distances.last().copied(),
@@ -309,6 +314,18 @@ impl WorkerContext<'_> {
     }
 }
 
+/// Names of the blocks grasped since `before` (the counts at the episode's start).
+fn grasped_blocks(scene: &SceneHandle, before: &[u64]) -> Vec<String> {
+    let after = scene.grasp_counts();
+    scene
+        .block_specs()
+        .iter()
+        .zip(after.iter().zip(before))
+        .filter(|(_, (after, before))| after > before)
+        .map(|(spec, _)| spec.name.clone())
+        .collect()
+}
+
 /// The task's start positions, each block nudged by up to `start_jitter_m` (seeded by task
 /// and episode). Episode 0 of every task starts exactly as written.
 fn jittered_start(task: &TaskSpec, tasks: &TaskFile, args: &EvalArgs, job: &Job) -> Vec<[f64; 2]> {
@@ -332,9 +349,9 @@ fn success_table(checkpoint: &Path, results: &[EpisodeResult]) -> String {
     let _ = writeln!(table, "checkpoint: {}\n", checkpoint.display());
     let _ = writeln!(
         table,
-        "| task | blocks moved | episodes | success | mean final block error (m) |"
+        "| task | blocks moved | episodes | success | episodes with a grasp | mean final block error (m) |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|");
     let mut names: Vec<&str> = results.iter().map(|r| r.task.as_str()).collect();
     names.dedup();
     for name in names {
@@ -355,16 +372,18 @@ fn success_table(checkpoint: &Path, results: &[EpisodeResult]) -> String {
 
 fn row(name: &str, rows: &[&EpisodeResult]) -> String {
     let successes = rows.iter().filter(|r| r.success).count();
+    let with_grasp = rows.iter().filter(|r| !r.grasped.is_empty()).count();
     let errors: Vec<f64> = rows
         .iter()
         .flat_map(|r| r.block_errors_m.iter().map(|(_, e)| *e))
         .collect();
     let mean_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
     format!(
-        "| {name} | {} | {} | {:.0}% ({successes}/{}) | {mean_error:.3} |",
+        "| {name} | {} | {} | {:.0}% ({successes}/{}) | {with_grasp}/{} | {mean_error:.3} |",
         rows.first().map_or(0, |r| r.blocks_to_move),
         rows.len(),
         100.0 * successes as f64 / rows.len().max(1) as f64,
+        rows.len(),
         rows.len()
     )
 }

@@ -91,6 +91,8 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
         // A random policy barely moves: the moved blocks stay far from their goals.
         assert_eq!(line["success"], false, "{line}");
         assert_eq!(line["block_errors_m"].as_array().unwrap().len(), 3);
+        // Three steps from the sleep pose cannot reach a block, let alone close on it.
+        assert_eq!(line["grasped"], serde_json::json!([]), "{line}");
         assert!(line["fault"].is_null(), "{line}");
     }
     // The first episode of each task keeps its run report (animation and distance plot).
@@ -114,11 +116,11 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
     }
     let table = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(
-        table.contains("| **all 1-block** | 1 | 2 | 0% (0/2)"),
+        table.contains("| **all 1-block** | 1 | 2 | 0% (0/2) | 0/2 |"),
         "{table}"
     );
     assert!(
-        table.contains("| **all 2-block** | 2 | 2 | 0% (0/2)"),
+        table.contains("| **all 2-block** | 2 | 2 | 0% (0/2) | 0/2 |"),
         "{table}"
     );
 }
