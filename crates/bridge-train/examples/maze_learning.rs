@@ -2,7 +2,8 @@
 //! tool behind `tests/learning.rs`.
 //!
 //! `cargo run -p bridge-train --example maze_learning -- algo=mqe steps=3000 width=128 ...`
-//! (any `key=value` below; unknown keys are an error).
+//! (any `key=value` below; unknown keys are an error). `px=16` observes the maze as 16x16
+//! top-down images through the IMPALA encoders instead of as positions (`px=0`).
 
 use std::time::Instant;
 
@@ -34,6 +35,9 @@ fn main() -> Result<()> {
             ("rollouts", "20"),
             ("max_steps", "100"),
             ("ensemble", "2"),
+            ("px", "0"),
+            ("crop", "0.0"),
+            ("enc_dim", "64"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
@@ -47,14 +51,16 @@ fn main() -> Result<()> {
     let get = |k: &str| p[k].clone();
     let maze = Maze::new();
     let seg_seed: u64 = get("seed").parse()?;
-    let data = maze
-        .segments(
-            get("segments").parse()?,
-            get("seg_steps").parse()?,
-            get("noise").parse()?,
-            100 + seg_seed,
-        )
-        .to_dataset()?;
+    let segments = maze.segments(
+        get("segments").parse()?,
+        get("seg_steps").parse()?,
+        get("noise").parse()?,
+        100 + seg_seed,
+    );
+    let data = match get("px").parse::<usize>()? {
+        0 => segments.to_dataset()?,
+        side_px => segments.to_pixel_dataset(&maze, side_px)?,
+    };
     let width = get("width");
     let hidden = format!(
         "[{}]",
@@ -75,6 +81,8 @@ fn main() -> Result<()> {
         format!("lr={}", get("lr")),
         format!("actor_random_goal_share={}", get("share")),
         format!("seed={}", get("seed")),
+        format!("crop_prob={}", get("crop")),
+        format!("encoder_dim={}", get("enc_dim")),
         "log_interval_steps=500".to_string(),
     ];
     let overrides = sets

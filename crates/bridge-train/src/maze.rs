@@ -6,10 +6,14 @@
 //! has never seen (start, far goal) pairs, while a quasimetric can chain the segments through the
 //! triangle inequality. This is the learning test of the MQE core, and a quick sanity task for
 //! `bridge-train` on a laptop.
+//!
+//! The same maze can be observed as small top-down images ([`Maze::render_rgb`],
+//! [`Segments::to_pixel_dataset`]): the check that the pixel path (IMPALA encoders, crop,
+//! pixel batches) learns a quasimetric, on a task small enough to train on a CPU in minutes.
 
-use bridge_data::{Dataset, DatasetError, Obs};
+use bridge_data::{Dataset, DatasetError, FrameBytes, Obs};
 use candle_core::Tensor;
-use mqe::{Agent, MqeError};
+use mqe::{Agent, MqeError, ObsKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -17,6 +21,9 @@ use rand::{Rng, SeedableRng};
 pub const STEP_SIZE_M: f32 = 0.2;
 /// Distance to the goal that counts as reached.
 pub const SUCCESS_RADIUS_M: f32 = 0.3;
+
+/// Radius of the agent's disc in [`Maze::render_rgb`] images, m.
+const AGENT_RADIUS_M: f32 = 0.35;
 
 /// `#` wall, `.` free. One cell is 1 m; cell (row, col) spans [col, col+1] x [row, row+1].
 const LAYOUT: [&str; 5] = ["#####", "#...#", "#.#.#", "#.#.#", "#####"];
@@ -82,6 +89,27 @@ impl Maze {
             }
         }
         cells
+    }
+
+    /// The maze seen from above as `side_px` x `side_px` RGB bytes (HWC): walls grey, floor
+    /// black, the agent a red disc whose anti-aliased edge shows sub-pixel moves.
+    pub fn render_rgb(&self, p: [f32; 2], side_px: usize) -> Vec<u8> {
+        let rows = self.walls.len() as f32;
+        let m_per_px = rows / side_px as f32;
+        let mut rgb = vec![0u8; side_px * side_px * 3];
+        for (i, pixel) in rgb.chunks_exact_mut(3).enumerate() {
+            let centre_m = [
+                ((i % side_px) as f32 + 0.5) * m_per_px,
+                ((i / side_px) as f32 + 0.5) * m_per_px,
+            ];
+            if self.blocked(centre_m) {
+                pixel.copy_from_slice(&[110, 110, 110]);
+            }
+            let edge_px = (distance_m(centre_m, p) - AGENT_RADIUS_M) / m_per_px;
+            let cover = (0.5 - edge_px).clamp(0.0, 1.0);
+            pixel[0] = pixel[0].max((255.0 * cover) as u8);
+        }
+        rgb
     }
 
     /// Centre of cell (row, col), metres.
@@ -243,6 +271,23 @@ impl Segments {
         };
         Dataset::new(obs, self.actions.clone(), 2, &terminals)
     }
+
+    /// The segments with each position rendered by [`Maze::render_rgb`] at `side_px`.
+    pub fn to_pixel_dataset(&self, maze: &Maze, side_px: usize) -> Result<Dataset, DatasetError> {
+        let terminals: Vec<bool> = self.terminals.iter().map(|&t| t != 0).collect();
+        let frames: Vec<u8> = self
+            .observations
+            .chunks_exact(2)
+            .flat_map(|p| maze.render_rgb([p[0], p[1]], side_px))
+            .collect();
+        let obs = Obs::Pixels {
+            data: FrameBytes::from(frames),
+            height: side_px,
+            width: side_px,
+            channels: 3,
+        };
+        Dataset::new(obs, self.actions.clone(), 2, &terminals)
+    }
 }
 
 /// Success rate of `agent`'s deployment action on `tasks`: `rollouts_per_task` rollouts each,
@@ -264,7 +309,7 @@ pub fn success_rate(
         .collect();
     let mut failure = None;
     let reached = maze.rollout_batch(&runs, max_steps, |positions, goals| {
-        match act_batch(agent, positions, goals) {
+        match act_batch(maze, agent, positions, goals) {
             Ok(actions) => actions,
             Err(e) => {
                 failure.get_or_insert(e);
@@ -278,16 +323,28 @@ pub fn success_rate(
     Ok(reached.iter().filter(|&&r| r).count() as f64 / runs.len().max(1) as f64)
 }
 
-/// The agent's actions, in the maze's units, for a batch of positions and goals.
+/// The agent's actions, in the maze's units, for a batch of positions and goals, observed as
+/// the agent's model expects (positions, or rendered images).
 fn act_batch(
+    maze: &Maze,
     agent: &Agent,
     positions: &[[f32; 2]],
     goals: &[[f32; 2]],
 ) -> Result<Vec<[f32; 2]>, MqeError> {
     let dev = agent.device();
     let n = positions.len();
-    let obs = Tensor::from_slice(positions.as_flattened(), (n, 2), dev)?;
-    let goal = Tensor::from_slice(goals.as_flattened(), (n, 2), dev)?;
+    let observe = |points: &[[f32; 2]]| match agent.model_config().obs {
+        ObsKind::Pixels { size_px, .. } => {
+            let frames: Vec<u8> = points
+                .iter()
+                .flat_map(|&p| maze.render_rgb(p, size_px))
+                .collect();
+            Tensor::from_vec(frames, (n, size_px, size_px, 3), dev)
+        }
+        ObsKind::State { .. } => Tensor::from_slice(points.as_flattened(), (n, 2), dev),
+    };
+    let obs = observe(positions)?;
+    let goal = observe(goals)?;
     let actions: Vec<f32> = agent.act(&obs, &goal)?.flatten_all()?.to_vec1()?;
     actions
         .chunks_exact(2)
@@ -345,6 +402,54 @@ mod tests {
             [false, true, false]
         );
         assert!(maze.rollout(near, 50, |_, _| [1.0, 0.0]));
+    }
+
+    #[test]
+    fn rendered_images_show_walls_and_where_the_agent_is() {
+        let maze = Maze::new();
+        let side = 20; // 4 px per 1 m cell
+        let at = |rgb: &[u8], x: usize, y: usize| -> [u8; 3] {
+            let i = (y * side + x) * 3;
+            [rgb[i], rgb[i + 1], rgb[i + 2]]
+        };
+        let p = Maze::cell_center_m((1, 1)); // centre at pixel (6, 6)
+        let rgb = maze.render_rgb(p, side);
+        assert_eq!(at(&rgb, 0, 0), [110, 110, 110], "outer wall");
+        assert_eq!(
+            at(&rgb, 10, 10),
+            [110, 110, 110],
+            "the wall between the arms"
+        );
+        assert_eq!(at(&rgb, 6, 6)[0], 255, "the agent");
+        assert_eq!(at(&rgb, 14, 6), [0, 0, 0], "free floor");
+        // A fifth of a cell to the right changes the image: moves are visible below a pixel.
+        let moved = maze.render_rgb([p[0] + 0.2, p[1]], side);
+        assert_ne!(rgb, moved);
+        // The agent's mass (red above green) moves right by about 0.2 m = 0.8 px.
+        let centroid_x = |rgb: &[u8]| {
+            let (mut mass, mut moment) = (0.0f32, 0.0f32);
+            for (i, c) in rgb.chunks_exact(3).enumerate() {
+                let w = f32::from(c[0]) - f32::from(c[1]);
+                mass += w;
+                moment += w * (i % side) as f32;
+            }
+            moment / mass
+        };
+        assert!(centroid_x(&moved) > centroid_x(&rgb) + 0.5);
+    }
+
+    #[test]
+    fn pixel_segments_hold_one_rendered_frame_per_row() {
+        let maze = Maze::new();
+        let segments = maze.segments(5, 4, 0.2, 1);
+        let data = segments.to_pixel_dataset(&maze, 16).unwrap();
+        assert_eq!(data.len(), 20);
+        assert_eq!(data.obs().row_shape(), [16, 16, 3]);
+        let Obs::Pixels { data: frames, .. } = data.obs() else {
+            panic!("pixels expected");
+        };
+        let third = [segments.observations[4], segments.observations[5]];
+        assert_eq!(&frames[2 * 768..3 * 768], maze.render_rgb(third, 16));
     }
 
     #[test]
