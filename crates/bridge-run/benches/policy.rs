@@ -1,6 +1,9 @@
 //! Batch-1 latency of one policy step (`MqePolicy::act`: upload the observation, actor, critic
 //! distance, download, denormalise) at the published widths, with random weights.
 //!
+//! Also the critic's distance with the goal encoded every step (`Agent::distance`) against the
+//! goal latent cached once per goal (`Agent::distance_to_latent`, what `MqePolicy` does).
+//!
 //! `cargo bench -p bridge-run --bench policy` (CPU); with `--features cuda` it runs on the GPU
 //! when one is present.
 
@@ -9,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bridge_run::policy::{GoalImage, MqePolicy, Policy};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use mqe::{Agent, CheckpointMeta, EncoderKind, ModelConfig, TrainConfig};
 
@@ -59,6 +62,17 @@ fn bench(c: &mut Criterion) {
         let obs = image(size_px, 2);
         group.bench_function(name, |b| {
             b.iter(|| black_box(policy.act(black_box(&obs)).unwrap()))
+        });
+        let side = size_px as usize;
+        let tensor = |rgb: &[u8]| Tensor::from_slice(rgb, (1, side, side, 3), &dev).unwrap();
+        let (obs_t, goal_t) = (tensor(&obs), tensor(&goal.model_rgb));
+        let agent = policy.agent();
+        let latent = agent.goal_latent(&goal_t).unwrap();
+        group.bench_function(format!("{name}_distance_goal_encoded"), |b| {
+            b.iter(|| black_box(agent.distance(&obs_t, &goal_t).unwrap()))
+        });
+        group.bench_function(format!("{name}_distance_goal_cached"), |b| {
+            b.iter(|| black_box(agent.distance_to_latent(&obs_t, &latent).unwrap()))
         });
     }
     group.finish();
