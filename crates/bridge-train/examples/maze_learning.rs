@@ -4,6 +4,15 @@
 //! `cargo run -p bridge-train --example maze_learning -- algo=mqe steps=3000 width=128 ...`
 //! (any `key=value` below; unknown keys are an error). `px=16` observes the maze as 16x16
 //! top-down images through the IMPALA encoders instead of as positions (`px=0`).
+//!
+//! Pixel record (2026-11-25, 2-core CPU, one thread, shared with other training): `px=16
+//! batch=128 gamma=0.95 lr=1e-3 alpha=0.3`, impala-small, no crop, seed 0.
+//! - MQE, 6000 steps (1222 s): far tasks 1.000 (both directions), one-cell moves 1.000.
+//!   The critic learns in steps: `loss_backup` 0.83 and pair accuracy at chance (1/128) up to
+//!   step 2000; 0.58 and 0.05 from 2500 to 5500; 0.29 and 0.07 at 6000. The same run with
+//!   states leaves the 0.83 plateau before step 500 and solves the far tasks by step 2500;
+//!   at 2500 steps the pixel run had not yet solved them (far 0.000, near 0.650).
+//! - GCBC, the same settings and 6000 steps (252 s): far tasks 0.000, one-cell moves 0.867.
 
 use std::time::Instant;
 
