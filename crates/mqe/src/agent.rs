@@ -259,9 +259,9 @@ impl Agent {
                 field: "algo".into(),
                 reason: "distance needs a critic; this model is gcbc".into(),
             })?;
-        Ok(critic
+        critic
             .psi
-            .forward(&critic.psi_encoder.forward(x, true)?, true)?)
+            .forward(&critic.psi_encoder.forward(x, true)?, true)
     }
 
     fn ensemble_distance(&self, z_from: &Tensor, z_to: &Tensor) -> Result<Tensor> {
