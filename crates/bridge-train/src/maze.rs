@@ -24,6 +24,8 @@ pub const SUCCESS_RADIUS_M: f32 = 0.3;
 
 /// Radius of the agent's disc in [`Maze::render_rgb`] images, m.
 const AGENT_RADIUS_M: f32 = 0.35;
+/// Colour of walls in [`Maze::render_rgb`] images.
+const WALL_RGB: [u8; 3] = [110, 110, 110];
 
 /// `#` wall, `.` free. One cell is 1 m; cell (row, col) spans [col, col+1] x [row, row+1].
 const LAYOUT: [&str; 5] = ["#####", "#...#", "#.#.#", "#.#.#", "#####"];
@@ -103,7 +105,7 @@ impl Maze {
                 ((i / side_px) as f32 + 0.5) * m_per_px,
             ];
             if self.blocked(centre_m) {
-                pixel.copy_from_slice(&[110, 110, 110]);
+                pixel.copy_from_slice(&WALL_RGB);
             }
             let edge_px = (distance_m(centre_m, p) - AGENT_RADIUS_M) / m_per_px;
             let cover = (0.5 - edge_px).clamp(0.0, 1.0);
@@ -264,28 +266,29 @@ impl Task {
 impl Segments {
     /// The segments as a training dataset (one episode per segment).
     pub fn to_dataset(&self) -> Result<Dataset, DatasetError> {
-        let terminals: Vec<bool> = self.terminals.iter().map(|&t| t != 0).collect();
-        let obs = Obs::State {
+        self.with_obs(Obs::State {
             data: self.observations.clone(),
             dim: 2,
-        };
-        Dataset::new(obs, self.actions.clone(), 2, &terminals)
+        })
     }
 
     /// The segments with each position rendered by [`Maze::render_rgb`] at `side_px`.
     pub fn to_pixel_dataset(&self, maze: &Maze, side_px: usize) -> Result<Dataset, DatasetError> {
-        let terminals: Vec<bool> = self.terminals.iter().map(|&t| t != 0).collect();
         let frames: Vec<u8> = self
             .observations
             .chunks_exact(2)
             .flat_map(|p| maze.render_rgb([p[0], p[1]], side_px))
             .collect();
-        let obs = Obs::Pixels {
+        self.with_obs(Obs::Pixels {
             data: FrameBytes::from(frames),
             height: side_px,
             width: side_px,
             channels: 3,
-        };
+        })
+    }
+
+    fn with_obs(&self, obs: Obs) -> Result<Dataset, DatasetError> {
+        let terminals: Vec<bool> = self.terminals.iter().map(|&t| t != 0).collect();
         Dataset::new(obs, self.actions.clone(), 2, &terminals)
     }
 }
@@ -414,12 +417,8 @@ mod tests {
         };
         let p = Maze::cell_center_m((1, 1)); // centre at pixel (6, 6)
         let rgb = maze.render_rgb(p, side);
-        assert_eq!(at(&rgb, 0, 0), [110, 110, 110], "outer wall");
-        assert_eq!(
-            at(&rgb, 10, 10),
-            [110, 110, 110],
-            "the wall between the arms"
-        );
+        assert_eq!(at(&rgb, 0, 0), WALL_RGB, "outer wall");
+        assert_eq!(at(&rgb, 10, 10), WALL_RGB, "the wall between the arms");
         assert_eq!(at(&rgb, 6, 6)[0], 255, "the agent");
         assert_eq!(at(&rgb, 14, 6), [0, 0, 0], "free floor");
         // A fifth of a cell to the right changes the image: moves are visible below a pixel.
