@@ -99,7 +99,8 @@ struct EpisodeSummary {
     missed_grasp: bool,
     /// For a pick-and-place: whether the block ended on the table at its target.
     placed: Option<bool>,
-    /// Steps that started more than a quarter period late (a busy machine).
+    /// Steps that started, or sent their command, more than a quarter period late (a busy
+    /// machine).
     late_steps: usize,
 }
 
@@ -213,7 +214,7 @@ fn print_summary(plan: &Plan<'_>) {
     println!(
         "collected {} episodes ({} steps each) in {:.1} min: {:.1} episodes/min; \
          pick-and-place {} ({} placed at the target), lift-and-return {}, reach {}, wander {}; \
-         missed grasps {}; steps started late {}; episodes recorded again after a bus error {}; in {}",
+         missed grasps {}; late steps {}; episodes recorded again after a bus error {}; in {}",
         done.len(),
         plan.args.steps,
         minutes,
@@ -358,35 +359,42 @@ fn run_episode(
     for t in 0..=args.steps {
         // A step that starts late pushes the later ones back rather than letting them catch
         // up in a burst: every step keeps at least one period of motion.
-        let now_instant = Instant::now();
-        if now_instant > due + period / 4 {
-            late_steps += 1;
-            due = now_instant;
-        }
+        let mut late = push_back_if_late(&mut due, period);
         sleep_until(due);
-        due += period;
         let state = *arm.read_joint_state()?;
         let now = scene.scene();
+        let time_stamp_s = started.elapsed().as_secs_f64() / args.time_scale;
+        // The command goes out before the frame is rendered and encoded, so that the arm moves
+        // meanwhile: on a busy machine a slow frame delays the next step, it never shortens the
+        // motion a step records.
+        let applied = if t < args.steps {
+            let action = policy.act(&PlayObservation {
+                scene: &now,
+                target_xyz_m: commander.xyz_m(),
+                target_rpy_rad: commander.rpy_rad(),
+            });
+            tracing::debug!(
+                "episode {index} step {t}: commanded {:?}, action {:?}, fingers {:.4} m, held {:?}",
+                commander.xyz_m(),
+                action,
+                now.finger_position_m(),
+                now.blocks.iter().map(|b| b.held).collect::<Vec<_>>()
+            );
+            Some(commander.step(arm, &action)?)
+        } else {
+            None
+        };
+        // Likewise a command sent late (the process stalled) moves the next observation back.
+        late |= push_back_if_late(&mut due, period);
+        late_steps += usize::from(late);
+        due += period;
         renderer.render(&now, &mut rgb)?;
         let jpeg = encode_jpeg(&rgb, renderer, args.jpeg_quality)?;
-        let step = raw_step(args, &state, now.finger_position_m(), jpeg, started);
-        writer.push_observation(&step)?;
-        if t == args.steps {
-            break;
+        let observation = raw_step(args, &state, now.finger_position_m(), jpeg, time_stamp_s);
+        writer.push_observation(&observation)?;
+        if let Some(applied) = applied {
+            writer.push_action(applied)?;
         }
-        let action = policy.act(&PlayObservation {
-            scene: &now,
-            target_xyz_m: commander.xyz_m(),
-            target_rpy_rad: commander.rpy_rad(),
-        });
-        tracing::debug!(
-            "episode {index} step {t}: commanded {:?}, action {:?}, fingers {:.4} m, held {:?}",
-            commander.xyz_m(),
-            action,
-            now.finger_position_m(),
-            now.blocks.iter().map(|b| b.held).collect::<Vec<_>>()
-        );
-        writer.push_action(commander.step(arm, &action)?)?;
     }
     writer.finish()?;
     let placed = policy.place_target().map(|(block, target)| {
@@ -462,7 +470,7 @@ fn raw_step(
     state: &JointState,
     finger_m: f64,
     jpeg: Vec<u8>,
-    started: Instant,
+    time_stamp_s: f64,
 ) -> RawStep {
     let qpos = state.arm_positions_rad();
     let gripper = gripper_open_fraction(finger_m);
@@ -477,7 +485,7 @@ fn raw_step(
         qvel: std::array::from_fn(|i| state.velocities_rad_s[i] * args.time_scale),
         joint_effort: std::array::from_fn(|i| effort(&state.effort[i])),
         eef_transform: forward(&qpos).to_matrix(),
-        time_stamp_s: started.elapsed().as_secs_f64() / args.time_scale,
+        time_stamp_s,
     }
 }
 
@@ -492,6 +500,16 @@ fn encode_jpeg(rgb: &[u8], renderer: &Renderer, quality: u8) -> anyhow::Result<V
         )
         .context("encoding a frame as JPEG")?;
     Ok(jpeg)
+}
+
+/// Moves `due` to now when now is more than a quarter period past it; says whether it did.
+fn push_back_if_late(due: &mut Instant, period: Duration) -> bool {
+    let now = Instant::now();
+    let late = now > *due + period / 4;
+    if late {
+        *due = now;
+    }
+    late
 }
 
 fn sleep_until(deadline: Instant) {
