@@ -571,4 +571,23 @@ mod tests {
         assert!(scene.scene().blocks.iter().all(|b| !b.held));
         assert_eq!(std::fs::read_dir(dir.join("images0")).unwrap().count(), 36);
     }
+
+    #[test]
+    fn a_late_step_moves_the_next_deadline_and_an_early_one_does_not() {
+        let period = Duration::from_millis(200);
+        let early = Instant::now() + period;
+        let mut due = early;
+        assert!(!push_back_if_late(&mut due, period));
+        assert_eq!(due, early);
+        // Within a quarter period past the deadline: on time.
+        let slightly_past = Instant::now() - period / 8;
+        let mut due = slightly_past;
+        assert!(!push_back_if_late(&mut due, period));
+        assert_eq!(due, slightly_past);
+        let long_past = Instant::now() - period;
+        let mut due = long_past;
+        let before = Instant::now();
+        assert!(push_back_if_late(&mut due, period));
+        assert!(due >= before, "the deadline moves to now");
+    }
 }
