@@ -5,7 +5,9 @@
 //! through a temporary file), so `--out DIR` can be loaded with `mqe::Agent::load(DIR)`, served
 //! with `policy-server DIR` and continued with `--resume DIR`. `metrics.jsonl` beside them gets
 //! one JSON object per log interval (`"split": "train"`) and per validation pass
-//! (`"split": "val"`).
+//! (`"split": "val"`). A resumed run first drops the records after its checkpoint's step (a run
+//! stopped between checkpoints logged steps that are trained again), and its checkpoint records
+//! the schedule it was extended to.
 //!
 //! Exact resume: the batch of step `s` is drawn by a sampler seeded with a hash of
 //! (`train.seed`, `s`), so the sampling stream needs no saved state beyond the step counter and
@@ -204,7 +206,8 @@ pub fn fit(
         path: options.out_dir.clone(),
         source,
     })?;
-    let mut log = MetricsLog::open(&options.out_dir, options.resume.is_some())?;
+    let resumed_at = options.resume.is_some().then(|| agent.step());
+    let mut log = MetricsLog::open(&options.out_dir, resumed_at)?;
     let meta = CheckpointMeta {
         dataset: options.dataset_name.clone(),
         episodes: train.num_episodes() as u64,
@@ -319,7 +322,7 @@ fn start_agent(
         agent.set_action_norm(norm)?;
         return Ok(agent);
     };
-    let agent = Agent::load_expecting(dir, &model, device)?;
+    let mut agent = Agent::load_expecting(dir, &model, device)?;
     if let Some(norm) = options
         .action_norm
         .as_ref()
@@ -336,6 +339,8 @@ fn start_agent(
     }
     check_resume(dir, &ArchConfig::of(agent.model_config()), &config.model)?;
     check_resume(dir, agent.train_config(), &config.train)?;
+    // The checkpoint then records the schedule it is trained to (e.g. the extended steps).
+    agent.set_schedule(&config.train);
     Ok(agent)
 }
 
@@ -346,21 +351,13 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Fields of [`mqe::TrainConfig`] a resumed run may change: they do not affect the updates.
-const SCHEDULE_FIELDS: [&str; 4] = [
-    "steps",
-    "log_interval_steps",
-    "eval_interval_steps",
-    "checkpoint_interval_steps",
-];
-
 /// Names the first setting (other than the schedule) that differs between the checkpoint and
 /// the requested configuration.
 fn check_resume<T: Serialize>(dir: &Path, checkpoint: &T, requested: &T) -> Result<(), FitError> {
     let table = |v: &T| toml::Table::try_from(v).unwrap_or_default();
     let (saved, wanted) = (table(checkpoint), table(requested));
     for (key, value) in &wanted {
-        if SCHEDULE_FIELDS.contains(&key.as_str()) {
+        if mqe::TrainConfig::SCHEDULE_FIELDS.contains(&key.as_str()) {
             continue;
         }
         let old = saved.get(key);
@@ -494,18 +491,25 @@ struct MetricsLog {
 }
 
 impl MetricsLog {
-    fn open(dir: &Path, append: bool) -> Result<Self, FitError> {
+    /// Starts the log afresh, or, for a run resumed at step `resumed_at`, continues it without
+    /// the records after that step: a run stopped after its last checkpoint logged steps that
+    /// the resumed run trains (and logs) again.
+    fn open(dir: &Path, resumed_at: Option<u64>) -> Result<Self, FitError> {
         let path = dir.join(METRICS_FILE);
+        let io = |source| FitError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(step) = resumed_at {
+            drop_records_after(&path, step).map_err(io)?;
+        }
         let file = File::options()
             .create(true)
-            .append(append)
+            .append(resumed_at.is_some())
             .write(true)
-            .truncate(!append)
+            .truncate(resumed_at.is_none())
             .open(&path)
-            .map_err(|source| FitError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(io)?;
         Ok(Self {
             path,
             file: BufWriter::new(file),
@@ -524,6 +528,30 @@ impl MetricsLog {
         self.records.push(record);
         Ok(())
     }
+}
+
+/// Rewrites `path` (if it exists) without the records of steps after `step`, through a
+/// temporary file. A line that is not a record is kept: nothing but the superseded records is
+/// lost.
+fn drop_records_after(path: &Path, step: u64) -> std::io::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let superseded =
+        |line: &str| serde_json::from_str::<LogRecord>(line).is_ok_and(|record| record.step > step);
+    if !text.lines().any(superseded) {
+        return Ok(());
+    }
+    let kept: String = text
+        .lines()
+        .filter(|line| !superseded(line))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn progress_bar(show: bool, start: u64, total: u64) -> ProgressBar {

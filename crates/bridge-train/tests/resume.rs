@@ -92,6 +92,9 @@ fn resumed_run_matches_an_uninterrupted_one() {
     .unwrap();
     assert_eq!(first.agent.step(), STEPS / 2);
     drop(first);
+    // A run stopped after its last checkpoint has logged steps that the resumed run trains
+    // again: that record must not stay in the log beside the new one.
+    append_a_record_after_the_checkpoint(split_dir.path());
     let second = fit(
         &train,
         Some(&val),
@@ -143,6 +146,26 @@ fn resumed_run_matches_an_uninterrupted_one() {
         .map(|r| r.step)
         .collect();
     assert_eq!(steps, (1..=STEPS).collect::<Vec<_>>());
+    assert!(!log.contains(SUPERSEDED_LOSS), "{log}");
+    // The checkpoint records the schedule it was trained to, not the first half's.
+    let saved = mqe::CheckpointConfig::read(split_dir.path()).unwrap();
+    assert_eq!(saved.train.steps, STEPS);
+}
+
+/// A total loss no real step logs here.
+const SUPERSEDED_LOSS: &str = "12345.5";
+
+fn append_a_record_after_the_checkpoint(dir: &Path) {
+    let path = dir.join("metrics.jsonl");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let last = log.lines().last().unwrap();
+    let mut record: LogRecord = serde_json::from_str(last).unwrap();
+    record.step += 1;
+    record.split = Split::Train;
+    record.total_loss = SUPERSEDED_LOSS.parse().unwrap();
+    let line = serde_json::to_string(&record).unwrap();
+    assert!(line.contains(SUPERSEDED_LOSS), "{line}");
+    std::fs::write(&path, format!("{log}{line}\n")).unwrap();
 }
 
 #[test]

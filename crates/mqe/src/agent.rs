@@ -132,6 +132,12 @@ impl Agent {
         &self.train
     }
 
+    /// Takes the schedule of `train` (steps, log/eval/checkpoint intervals), as when a resumed
+    /// run is extended; the settings that shape the updates stay as they were.
+    pub fn set_schedule(&mut self, train: &TrainConfig) {
+        self.train = self.train.with_schedule_of(train);
+    }
+
     /// Device the parameters live on.
     pub fn device(&self) -> &Device {
         &self.device

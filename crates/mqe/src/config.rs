@@ -242,6 +242,26 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The fields that only schedule a run: how long it trains and how often it logs,
+    /// validates and saves. A resumed run may change them and still compute the same updates.
+    pub const SCHEDULE_FIELDS: [&'static str; 4] = [
+        "steps",
+        "log_interval_steps",
+        "eval_interval_steps",
+        "checkpoint_interval_steps",
+    ];
+
+    /// This configuration with the schedule ([`Self::SCHEDULE_FIELDS`]) of `other`.
+    pub fn with_schedule_of(&self, other: &TrainConfig) -> TrainConfig {
+        TrainConfig {
+            steps: other.steps,
+            log_interval_steps: other.log_interval_steps,
+            eval_interval_steps: other.eval_interval_steps,
+            checkpoint_interval_steps: other.checkpoint_interval_steps,
+            ..self.clone()
+        }
+    }
+
     /// Defaults for pixel observations (one-step probability 0.1, 500k steps).
     pub fn pixels() -> Self {
         Self {
@@ -307,5 +327,42 @@ impl TrainConfig {
             return bad("bc_alpha", format!("must be >= 0, got {}", self.bc_alpha));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(config: &TrainConfig) -> toml::Table {
+        toml::Table::try_from(config).expect("a TrainConfig serialises as a table")
+    }
+
+    #[test]
+    fn the_schedule_is_exactly_the_named_fields() {
+        let trained = TrainConfig::bridge();
+        let requested = TrainConfig {
+            steps: trained.steps + 1,
+            log_interval_steps: trained.log_interval_steps + 1,
+            eval_interval_steps: trained.eval_interval_steps + 1,
+            checkpoint_interval_steps: trained.checkpoint_interval_steps + 1,
+            lr: trained.lr * 2.0,
+            ..trained.clone()
+        };
+        let merged = trained.with_schedule_of(&requested);
+        let (before, after, wanted) = (fields(&trained), fields(&merged), fields(&requested));
+        let mut changed: Vec<&str> = before
+            .keys()
+            .filter(|key| before[*key] != after[*key])
+            .map(String::as_str)
+            .collect();
+        let mut schedule = TrainConfig::SCHEDULE_FIELDS.to_vec();
+        changed.sort_unstable();
+        schedule.sort_unstable();
+        assert_eq!(changed, schedule);
+        for key in TrainConfig::SCHEDULE_FIELDS {
+            assert_eq!(after[key], wanted[key], "{key}");
+        }
+        assert_eq!(merged.lr, trained.lr, "a training setting is not schedule");
     }
 }
