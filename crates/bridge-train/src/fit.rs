@@ -539,18 +539,22 @@ fn drop_records_after(path: &Path, step: u64) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let superseded =
-        |line: &str| serde_json::from_str::<LogRecord>(line).is_ok_and(|record| record.step > step);
-    if !text.lines().any(superseded) {
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<LogRecord>(line).map_or(true, |record| record.step <= step)
+        })
+        .collect();
+    if kept.len() == text.lines().count() {
         return Ok(());
     }
-    let kept: String = text
-        .lines()
-        .filter(|line| !superseded(line))
-        .flat_map(|line| [line, "\n"])
-        .collect();
     let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept)?;
+    std::fs::write(
+        &tmp,
+        kept.iter()
+            .flat_map(|line| [*line, "\n"])
+            .collect::<String>(),
+    )?;
     std::fs::rename(&tmp, path)
 }
 
