@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use dynamixel2::instructions::SyncWriteData;
 
-pub use error::{DriverError, ServoProblem, ServoRef};
+pub use error::{CorruptReply, DriverError, ServoProblem, ServoRef};
 pub use faults::{HardwareErrors, HardwareFault, StatusError};
 pub use link::{INSTRUCTION_OVERHEAD_BYTES, STATUS_OVERHEAD_BYTES, wire_time};
 pub use setup::{ApplyReport, RegisterChange, RegisterDiff, VerifyReport};
@@ -716,7 +716,11 @@ impl Arm {
                 servo,
                 instruction: "READ",
                 attempts: 1,
-                detail: format!("{} bytes for {}", reply.data().len(), register.name),
+                detail: CorruptReply::WrongLength {
+                    id: servo.id,
+                    bytes: reply.data().len(),
+                    expected: usize::from(register.size),
+                },
             })
     }
 

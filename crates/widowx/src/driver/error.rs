@@ -59,6 +59,32 @@ impl fmt::Display for ServoProblem {
     }
 }
 
+/// What was wrong with a reply. A plain value (no allocation): the driver records it on every
+/// corrupt or stray reply, which a loaded bus produces in normal operation, and only a read that
+/// exhausts its retries turns it into an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptReply {
+    /// The packet failed to parse (header, CRC, ID or instruction byte).
+    #[error("{0}")]
+    Invalid(dynamixel2::InvalidMessage),
+    /// The length field claims more bytes than any reply of this driver has.
+    #[error("reply claims {bytes} bytes")]
+    TooLong { bytes: usize },
+    /// A reply from a servo that was not asked.
+    #[error("reply came from ID {id}")]
+    WrongId { id: u8 },
+    /// A reply of the wrong size for the instruction.
+    #[error("reply from ID {id} has {bytes} parameter bytes, expected {expected}")]
+    WrongLength {
+        id: u8,
+        bytes: usize,
+        expected: usize,
+    },
+    /// A status packet flagged an error but carried no error number.
+    #[error("status with an empty error")]
+    EmptyError,
+}
+
 /// Everything that can go wrong talking to the arm.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -89,7 +115,7 @@ pub enum DriverError {
         servo: ServoRef,
         instruction: &'static str,
         attempts: u32,
-        detail: String,
+        detail: CorruptReply,
     },
     /// The servo answered with an error number: it refused the instruction.
     #[error("{servo} refused {what}: {error}")]

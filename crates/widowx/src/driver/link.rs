@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dynamixel2::instructions::{SyncWriteData, instruction_id, packet_id};
 use dynamixel2::{Bus, ReadError, WriteError};
 
-use crate::driver::error::{DriverError, ServoRef};
+use crate::driver::error::{CorruptReply, DriverError, ServoRef};
 use crate::driver::faults::StatusError;
 
 /// Bytes of an instruction packet around its parameters: header 4, ID 1, length 2, instruction 1, CRC 2.
@@ -50,7 +50,7 @@ enum Failure {
 
 enum Retryable {
     Timeout,
-    Corrupt(String),
+    Corrupt(CorruptReply),
     /// The servo says our instruction arrived corrupted.
     ServoCrc,
 }
@@ -222,17 +222,19 @@ impl Link {
             .read_status_response_deadline(Instant::now() + wait);
         let status = status.map_err(|e| read_failure(e, &self.port))?;
         if status.packet_id() != id {
-            return Err(Failure::Retry(Retryable::Corrupt(format!(
-                "reply came from ID {}",
-                status.packet_id()
-            ))));
+            return Err(Failure::Retry(Retryable::Corrupt(CorruptReply::WrongId {
+                id: status.packet_id(),
+            })));
         }
         let data = status.parameters();
         if data.len() != expected_params {
-            return Err(Failure::Retry(Retryable::Corrupt(format!(
-                "reply has {} parameter bytes, expected {expected_params}",
-                data.len()
-            ))));
+            return Err(Failure::Retry(Retryable::Corrupt(
+                CorruptReply::WrongLength {
+                    id,
+                    bytes: data.len(),
+                    expected: expected_params,
+                },
+            )));
         }
         let mut reply = Reply {
             alert: status.alert(),
@@ -332,12 +334,18 @@ impl Link {
                         // A late reply to an earlier attempt from a servo already heard this
                         // time: stale, not corrupt. Skip it and keep waiting for the others.
                         Some(i) if received[i] => {}
-                        _ => {
-                            last_problem = Some(Retryable::Corrupt(format!(
-                                "unexpected reply from ID {} with {} bytes",
-                                status.packet_id(),
-                                status.parameters().len()
-                            )))
+                        // Recorded, not formatted: this path runs inside the control loop.
+                        Some(_) => {
+                            last_problem = Some(Retryable::Corrupt(CorruptReply::WrongLength {
+                                id: status.packet_id(),
+                                bytes: status.parameters().len(),
+                                expected: usize::from(count),
+                            }))
+                        }
+                        None => {
+                            last_problem = Some(Retryable::Corrupt(CorruptReply::WrongId {
+                                id: status.packet_id(),
+                            }))
                         }
                     }
                 }
@@ -444,12 +452,13 @@ fn read_failure(error: ReadError, port: &Path) -> Failure {
             port: port.to_path_buf(),
             source,
         }),
-        ReadError::InvalidMessage(e) => Failure::Retry(Retryable::Corrupt(e.to_string())),
+        ReadError::InvalidMessage(e) => {
+            Failure::Retry(Retryable::Corrupt(CorruptReply::Invalid(e)))
+        }
         // Only a corrupted length field makes a reply longer than the buffer.
-        ReadError::BufferFull(e) => Failure::Retry(Retryable::Corrupt(format!(
-            "reply claims {} bytes",
-            e.required_size
-        ))),
+        ReadError::BufferFull(e) => Failure::Retry(Retryable::Corrupt(CorruptReply::TooLong {
+            bytes: e.required_size,
+        })),
         ReadError::MotorError(e) => match StatusError::from_error_byte(e.raw) {
             Some(StatusError::CrcError) => Failure::Retry(Retryable::ServoCrc),
             // The servo is filled in by the caller, which knows whom it asked.
@@ -458,7 +467,7 @@ fn read_failure(error: ReadError, port: &Path) -> Failure {
                 what: String::new(),
                 error,
             }),
-            None => Failure::Retry(Retryable::Corrupt("status with an empty error".into())),
+            None => Failure::Retry(Retryable::Corrupt(CorruptReply::EmptyError)),
         },
     }
 }
