@@ -94,6 +94,34 @@ fn corrupt_replies_are_detected_and_retried() {
 }
 
 #[test]
+fn a_corrupt_reply_is_retried_without_waiting_out_the_reply_timeout() {
+    let sim = sim();
+    // A long timeout: a read that waited for a servo whose reply was already lost to corruption
+    // would take half a second.
+    let config = DriverConfig {
+        reply_timeout_s: 0.5,
+        retries: 12,
+        ..DriverConfig::default()
+    };
+    let mut arm = connect(&sim, config);
+    sim.set_reply_corruption_rate(0.3);
+    let (reads, before) = (20, sim.packets_received());
+    let started = Instant::now();
+    for _ in 0..reads {
+        arm.read_joint_state().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let sent = sim.packets_received() - before;
+    // 92 % of the reads see a corrupt reply: waiting for it would take over 9 s in all.
+    assert!(sent > reads + 5, "only {sent} sync reads: nothing was retried");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "{reads} reads with {} retries took {elapsed:?}",
+        sent - reads
+    );
+}
+
+#[test]
 fn corruption_without_retries_is_a_typed_error_naming_the_servo() {
     let sim = sim();
     let config = DriverConfig {

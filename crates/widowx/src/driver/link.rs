@@ -319,7 +319,11 @@ impl Link {
             + self.wire_time(INSTRUCTION_OVERHEAD_BYTES + 4 + pending.len())
             + reply_wait;
         let mut last_problem = None;
-        while received.iter().any(|r| !r) {
+        // Replies of this attempt, whole or corrupt. Once every servo asked has answered, the
+        // ones whose reply was corrupt will send nothing more: retry now instead of waiting out
+        // the reply timeout (20 ms on a real bus, a missed control tick).
+        let mut answers = 0;
+        while received.iter().any(|r| !r) && answers < pending.len() {
             match self.bus.read_status_response_deadline(deadline) {
                 Ok(status) => {
                     let index = ids.iter().position(|&id| id == status.packet_id());
@@ -329,6 +333,7 @@ impl Link {
                         {
                             on_reply(i, status.parameters(), status.alert());
                             received[i] = true;
+                            answers += 1;
                             deadline = Instant::now() + reply_wait;
                         }
                         // A late reply to an earlier attempt from a servo already heard this
@@ -336,6 +341,7 @@ impl Link {
                         Some(i) if received[i] => {}
                         // Recorded, not formatted: this path runs inside the control loop.
                         Some(_) => {
+                            answers += 1;
                             last_problem = Some(Retryable::Corrupt(CorruptReply::WrongLength {
                                 id: status.packet_id(),
                                 bytes: status.parameters().len(),
@@ -343,6 +349,7 @@ impl Link {
                             }))
                         }
                         None => {
+                            answers += 1;
                             last_problem = Some(Retryable::Corrupt(CorruptReply::WrongId {
                                 id: status.packet_id(),
                             }))
@@ -352,7 +359,10 @@ impl Link {
                 Err(e) => match read_failure(e, &self.port) {
                     // Nothing more is coming in time; the servos still missing are retried.
                     Failure::Retry(Retryable::Timeout) => return Ok(()),
-                    Failure::Retry(other) => last_problem = Some(other),
+                    Failure::Retry(other) => {
+                        answers += 1;
+                        last_problem = Some(other);
+                    }
                     fatal @ Failure::Fatal(_) => return Err(fatal),
                 },
             }
