@@ -752,6 +752,10 @@ pub struct CacheSplit {
     pub train: Dataset,
     /// None when no trajectory is held out.
     pub val: Option<Dataset>,
+    /// The action map over the training trajectories only. The manifest's map
+    /// ([`Cache::action_bounds`]) covers every trajectory, the held-out ones included, so a model
+    /// trained with it would have seen the validation actions' range.
+    pub train_action_bounds: ActionBounds,
 }
 
 impl Cache {
@@ -868,6 +872,16 @@ impl Cache {
         let train = all
             .select_episodes(|e| !held_out[e])
             .map_err(|_| no_train())?;
+        let train_episodes: Vec<(u64, u64)> = self
+            .trajectories
+            .iter()
+            .zip(&held_out)
+            .filter(|&(_, &held)| !held)
+            .map(|(t, _)| (t.first_row, t.rows))
+            .collect();
+        // None only without a transition, which training cannot use either.
+        let train_action_bounds =
+            action_bounds(&self.actions, &train_episodes).ok_or_else(no_train)?;
         let val = if held_out.iter().any(|&h| h) {
             Some(
                 all.select_episodes(|e| held_out[e])
@@ -879,7 +893,11 @@ impl Cache {
         } else {
             None
         };
-        Ok(CacheSplit { train, val })
+        Ok(CacheSplit {
+            train,
+            val,
+            train_action_bounds,
+        })
     }
 }
 
@@ -1575,7 +1593,37 @@ mod tests {
         assert_eq!(a.as_ptr(), b.as_ptr(), "one mapping, no copy");
         assert_eq!(a.as_ptr(), cache.frames().as_ptr());
         assert!(cache.split(1.0).is_err());
-        assert!(cache.split(0.0).unwrap().val.is_none());
+        let whole = cache.split(0.0).unwrap();
+        assert!(whole.val.is_none());
+        assert_eq!(Some(&whole.train_action_bounds), cache.action_bounds());
+    }
+
+    #[test]
+    fn the_training_action_map_ignores_held_out_trajectories() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = CacheWriter::open(dir.path(), settings(4)).unwrap();
+        // Trajectory i's actions are about i: every trajectory moves the percentiles.
+        let trajs: Vec<_> = (0..40)
+            .map(|i| trajectory(&format!("t{i}"), 3, i))
+            .collect();
+        writer.append(source("all", trajs)).unwrap();
+        writer.commit().unwrap();
+        drop(writer);
+        let cache = Cache::open(dir.path()).unwrap();
+        let split = cache.split(0.3).unwrap();
+        let train_episodes: Vec<(u64, u64)> = cache
+            .trajectories()
+            .iter()
+            .filter(|t| !is_validation(t.split_key, 0.3))
+            .map(|t| (t.first_row, t.rows))
+            .collect();
+        let expected = action_bounds(cache.actions(), &train_episodes).unwrap();
+        assert_eq!(split.train_action_bounds, expected);
+        assert_eq!(
+            split.train_action_bounds.transitions,
+            2 * split.train.num_episodes() as u64
+        );
+        assert_ne!(Some(&split.train_action_bounds), cache.action_bounds());
     }
 
     #[test]

@@ -367,8 +367,8 @@ fn run_prepare(args: &PrepareArgs) -> Result<()> {
     Ok(())
 }
 
-/// Training and validation data of `--data`, what the defaults depend on, and a cache's
-/// recorded action normalisation.
+/// Training and validation data of `--data`, what the defaults depend on, and, for a cache, the
+/// action map over its training trajectories.
 struct LoadedData {
     train: Dataset,
     val: Option<Dataset>,
@@ -387,11 +387,12 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
         }
         let cache = Cache::open(path)
             .with_context(|| format!("opening training cache {}", path.display()))?;
-        let bounds = cache.action_bounds().with_context(|| {
-            format!("training cache {} holds no transition yet", path.display())
-        })?;
-        let action_norm = action_norm_from_cache(bounds)?;
+        if cache.action_bounds().is_none() {
+            bail!("training cache {} holds no transition yet", path.display());
+        }
         let split = cache.split(args.val_fraction)?;
+        // Over the training trajectories only: the validation actions stay unseen.
+        let action_norm = action_norm_from_cache(&split.train_action_bounds)?;
         if split.val.is_none() && args.val_fraction > 0.0 {
             tracing::warn!(
                 "no trajectory of {} falls in the validation share {}; training without validation",

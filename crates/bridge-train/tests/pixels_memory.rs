@@ -134,7 +134,7 @@ fn a_cache_larger_than_the_cap_is_prepared_and_trained_on_within_it() {
     )
     .unwrap();
     let fit_options = FitOptions {
-        action_norm: Some(action_norm_from_cache(cache.action_bounds().unwrap()).unwrap()),
+        action_norm: Some(action_norm_from_cache(&split.train_action_bounds).unwrap()),
         loader_threads: 2,
         ..FitOptions::new(dir.path().join("run"), "memory test")
     };

@@ -343,8 +343,8 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
     let reads = Arc::new(AtomicUsize::new(0));
     prepare(&sources(0..12, &reads), &cache_dir, &options()).unwrap();
     let cache = Cache::open(&cache_dir).unwrap();
-    let norm = action_norm_from_cache(cache.action_bounds().unwrap()).unwrap();
     let split = cache.split(0.25).unwrap();
+    let norm = action_norm_from_cache(&split.train_action_bounds).unwrap();
     assert!(split.val.is_some());
 
     let sets = [

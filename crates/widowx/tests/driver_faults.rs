@@ -113,7 +113,10 @@ fn a_corrupt_reply_is_retried_without_waiting_out_the_reply_timeout() {
     let elapsed = started.elapsed();
     let sent = sim.packets_received() - before;
     // 92 % of the reads see a corrupt reply: waiting for it would take over 9 s in all.
-    assert!(sent > reads + 5, "only {sent} sync reads: nothing was retried");
+    assert!(
+        sent > reads + 5,
+        "only {sent} sync reads: nothing was retried"
+    );
     assert!(
         elapsed < Duration::from_secs(3),
         "{reads} reads with {} retries took {elapsed:?}",
