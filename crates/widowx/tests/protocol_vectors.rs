@@ -96,3 +96,47 @@ fn checksums_of_the_vectors() {
         assert_eq!(computed.to_le_bytes(), [crc[0], crc[1]], "{vector}");
     }
 }
+
+/// A joint-state reply (current 0, velocity -2, position 2045, 2 more bytes) as a servo sends it:
+/// `FE FF FF FF FD` gets a stuffed `FD`.
+const STUFFED_STATUS: &str =
+    "FF FF FD 00 02 11 00 55 00 00 00 FE FF FF FF FD FD 07 00 00 00 00 5A 3F";
+
+/// dynamixel2 0.9.1 leaves the stuffed `FD` of `FF FF FF FD` in the parameters (13 bytes for 12).
+/// The driver removes it (`unstuff_missed` in `driver/link.rs`). If this test fails after a
+/// dynamixel2 upgrade, the upstream unstuffer is fixed: the workaround then never fires (it
+/// only touches replies longer than expected) and can be deleted.
+#[test]
+fn dynamixel2_leaves_the_stuffing_after_three_ff_in_place() {
+    let bytes = hex(STUFFED_STATUS);
+    let (body, crc) = bytes.split_at(bytes.len() - 2);
+    let computed = dynamixel2::checksum::calculate_checksum(0, body);
+    assert_eq!(computed.to_le_bytes(), [crc[0], crc[1]], "the vector's CRC");
+
+    let (near, mut far) = SerialPort::pair().unwrap();
+    let mut bus = Bus::with_buffers(near, vec![0; 256], vec![0; 256]).unwrap();
+    far.write_all(&bytes).unwrap();
+    let status = bus
+        .read_status_response_deadline(Instant::now() + Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(status.packet_id(), 2);
+    assert_eq!(
+        status.parameters(),
+        hex("00 00 FE FF FF FF FD FD 07 00 00 00 00"),
+        "dynamixel2's unstuffing changed"
+    );
+}
+
+/// The same flaw on the way out: a written value with `FF FF FF FD` in its bytes goes out
+/// unstuffed, and a servo would take the `FF FF FD` for a packet header. No register value the
+/// arm uses has those bytes; `Link::write` refuses one that does.
+#[test]
+fn dynamixel2_does_not_stuff_ff_ff_fd_after_a_third_ff() {
+    let bytes = capture(|bus| {
+        let _ = bus.write_u32(1, 20, 0xFDFF_FFFF);
+    });
+    assert_eq!(
+        bytes,
+        hex("FF FF FD 00 01 09 00 03 14 00 FF FF FF FD A1 09")
+    );
+}

@@ -154,6 +154,13 @@ impl Link {
         }
         params[..2].copy_from_slice(&address.to_le_bytes());
         params[2..2 + data.len()].copy_from_slice(data);
+        if params.windows(4).any(|w| w == [0xFF, 0xFF, 0xFF, 0xFD]) {
+            // dynamixel2 would send these bytes unstuffed (see `unstuff_missed`), and the
+            // servo would read a packet header in the middle of the value.
+            return Err(DriverError::Unsupported(format!(
+                "write of bytes {data:02X?} at address {address}: dynamixel2 cannot send FF FF FF FD"
+            )));
+        }
         let reply = self.unicast(
             servo,
             instruction_id::WRITE,
@@ -226,7 +233,8 @@ impl Link {
                 id: status.packet_id(),
             })));
         }
-        let data = status.parameters();
+        let mut repaired = [0; MAX_READ_BYTES];
+        let data = unstuff_missed(status.parameters(), expected_params, &mut repaired);
         if data.len() != expected_params {
             return Err(Failure::Retry(Retryable::Corrupt(
                 CorruptReply::WrongLength {
@@ -327,11 +335,12 @@ impl Link {
             match self.bus.read_status_response_deadline(deadline) {
                 Ok(status) => {
                     let index = ids.iter().position(|&id| id == status.packet_id());
+                    let mut repaired = [0; MAX_READ_BYTES];
+                    let data =
+                        unstuff_missed(status.parameters(), usize::from(count), &mut repaired);
                     match index {
-                        Some(i)
-                            if !received[i] && status.parameters().len() == usize::from(count) =>
-                        {
-                            on_reply(i, status.parameters(), status.alert());
+                        Some(i) if !received[i] && data.len() == usize::from(count) => {
+                            on_reply(i, data, status.alert());
                             received[i] = true;
                             answers += 1;
                             deadline = Instant::now() + reply_wait;
@@ -344,7 +353,7 @@ impl Link {
                             answers += 1;
                             last_problem = Some(Retryable::Corrupt(CorruptReply::WrongLength {
                                 id: status.packet_id(),
-                                bytes: status.parameters().len(),
+                                bytes: data.len(),
                                 expected: usize::from(count),
                             }))
                         }
@@ -482,6 +491,44 @@ fn read_failure(error: ReadError, port: &Path) -> Failure {
     }
 }
 
+/// The parameters of a status packet with the byte stuffing that `dynamixel2` 0.9.1 leaves in
+/// place removed.
+///
+/// A servo sends an extra `FD` after every `FF FF FD` in its reply. dynamixel2's unstuffer looks
+/// for `FF FF FD FD` with a state machine that, on a mismatching byte, restarts without checking
+/// whether that byte begins the pattern; so after three or more `FF` in a row it misses the
+/// stuffing, and the reply comes back one byte long. Joint states hit this: a small negative
+/// velocity (`FE FF FF FF`) followed by a position whose low byte is `FD` (1 position in 256), and
+/// every retry of a resting arm gets the same bytes.
+///
+/// Exactly the stuffings after `FF FF FF FD` are missed (after `FF FF FD` preceded by anything
+/// else the state machine is in step), so those are removed here: only from a reply longer than
+/// `expected`, so that a fixed dynamixel2 leaves every reply untouched. Copies into `buffer`
+/// when something is removed; otherwise returns `params` itself.
+fn unstuff_missed<'a>(
+    params: &'a [u8],
+    expected: usize,
+    buffer: &'a mut [u8; MAX_READ_BYTES],
+) -> &'a [u8] {
+    if params.len() <= expected {
+        return params;
+    }
+    let mut len = 0;
+    for (i, &byte) in params.iter().enumerate() {
+        let missed_stuffing =
+            i >= 4 && byte == 0xFD && params[i - 4..i] == [0xFF, 0xFF, 0xFF, 0xFD];
+        if missed_stuffing {
+            continue;
+        }
+        if len == buffer.len() {
+            return params;
+        }
+        buffer[len] = byte;
+        len += 1;
+    }
+    &buffer[..len]
+}
+
 /// Time `bytes` take on the wire at `baud_rate_bps`: 10 bits each (start, 8 data, stop).
 pub fn wire_time(bytes: usize, baud_rate_bps: u32) -> Duration {
     Duration::from_nanos(
@@ -510,5 +557,107 @@ mod tests {
         assert_eq!(wire_time(100, 1_000_000), Duration::from_millis(1));
         assert_eq!(wire_time(23, 1_000_000), Duration::from_micros(230));
         assert_eq!(wire_time(1, 57_600), Duration::from_nanos(173_612));
+    }
+
+    /// A joint-state block (Present_Current 0, Present_Velocity -2, Present_Position 2045, 2
+    /// bytes of Velocity_Trajectory): `FE FF FF FF FD` holds `FF FF FD` after a third `FF`.
+    const BLOCK: [u8; 12] = [0, 0, 0xFE, 0xFF, 0xFF, 0xFF, 0xFD, 0x07, 0, 0, 0, 0];
+
+    /// The status packet a servo sends: header, ID, length, then instruction, error and
+    /// parameters with an `FD` after every `FF FF FD`, then the CRC over all of it.
+    fn status_packet(id: u8, params: &[u8]) -> Vec<u8> {
+        let mut body = vec![instruction_id::STATUS, 0];
+        for &byte in params {
+            body.push(byte);
+            if body.ends_with(&[0xFF, 0xFF, 0xFD]) {
+                body.push(0xFD);
+            }
+        }
+        let length = (body.len() + 2) as u16;
+        let mut packet = vec![0xFF, 0xFF, 0xFD, 0x00, id];
+        packet.extend_from_slice(&length.to_le_bytes());
+        packet.extend_from_slice(&body);
+        let crc = dynamixel2::checksum::calculate_checksum(0, &packet);
+        packet.extend_from_slice(&crc.to_le_bytes());
+        packet
+    }
+
+    /// A link over one end of a pty pair whose far end answers every instruction with `reply`.
+    fn link_answering(reply: Vec<u8>) -> Link {
+        let (near, mut far) = serial2::SerialPort::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut instruction = [0u8; 64];
+            // Ends when the link (the near end) is dropped.
+            while far.read(&mut instruction).is_ok_and(|n| n > 0) {
+                std::thread::sleep(Duration::from_millis(1));
+                if far.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+        let bus =
+            Bus::with_buffers(near, vec![0; BUS_BUFFER_BYTES], vec![0; BUS_BUFFER_BYTES]).unwrap();
+        Link {
+            bus,
+            port: PathBuf::from("(pty pair)"),
+            baud_rate_bps: 1_000_000,
+            timing: LinkTiming {
+                reply_timeout: Duration::from_millis(200),
+                retries: 0,
+                retry_settle: Duration::from_millis(1),
+            },
+        }
+    }
+
+    #[test]
+    fn a_stuffing_after_three_ff_is_removed_from_sync_and_unicast_reads() {
+        let packet = status_packet(2, &BLOCK);
+        assert_eq!(packet.len(), 11 + BLOCK.len() + 1, "one stuffed byte");
+        let mut link = link_answering(packet);
+        let mut received = [false];
+        let mut got = Vec::new();
+        link.sync_read(
+            &[2],
+            126,
+            BLOCK.len() as u16,
+            &mut received,
+            |id| ServoRef { id, joint: None },
+            |_, data, _| got = data.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(got, BLOCK);
+        let servo = ServoRef { id: 2, joint: None };
+        let reply = link.read(servo, 126, BLOCK.len() as u16).unwrap();
+        assert_eq!(reply.data(), BLOCK);
+    }
+
+    #[test]
+    fn a_write_that_dynamixel2_would_send_unstuffed_is_refused() {
+        let mut link = link_answering(status_packet(1, &[]));
+        let servo = ServoRef { id: 1, joint: None };
+        let refused = link.write(servo, 20, &0xFDFF_FFFFu32.to_le_bytes());
+        assert!(
+            matches!(&refused, Err(DriverError::Unsupported(why)) if why.contains("FF FF FF FD")),
+            "{refused:?}"
+        );
+        // The same register with any other value goes out and is answered.
+        link.write(servo, 20, &(-3i32).to_le_bytes()).unwrap();
+    }
+
+    #[test]
+    fn only_stuffings_that_dynamixel2_misses_are_removed() {
+        let mut buffer = [0; MAX_READ_BYTES];
+        // dynamixel2's output for data FF FF FF FD 01: the stuffed FD left in.
+        let missed = [0xFF, 0xFF, 0xFF, 0xFD, 0xFD, 0x01];
+        assert_eq!(
+            unstuff_missed(&missed, 5, &mut buffer),
+            [0xFF, 0xFF, 0xFF, 0xFD, 0x01]
+        );
+        // Data 00 FF FF FD FD, correctly unstuffed: the second FD is data and stays, even in
+        // a reply that is too long for another reason.
+        let data = [0x00, 0xFF, 0xFF, 0xFD, 0xFD, 0x02];
+        assert_eq!(unstuff_missed(&data, 5, &mut buffer), data);
+        // A reply of the expected length is never touched.
+        assert_eq!(unstuff_missed(&missed, 6, &mut buffer), missed);
     }
 }
