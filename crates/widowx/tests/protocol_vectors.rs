@@ -113,7 +113,7 @@ fn dynamixel2_leaves_the_stuffing_after_three_ff_in_place() {
     let computed = dynamixel2::checksum::calculate_checksum(0, body);
     assert_eq!(computed.to_le_bytes(), [crc[0], crc[1]], "the vector's CRC");
 
-    let (near, mut far) = SerialPort::pair().unwrap();
+    let (near, far) = SerialPort::pair().unwrap();
     let mut bus = Bus::with_buffers(near, vec![0; 256], vec![0; 256]).unwrap();
     far.write_all(&bytes).unwrap();
     let status = bus

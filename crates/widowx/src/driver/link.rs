@@ -584,7 +584,7 @@ mod tests {
 
     /// A link over one end of a pty pair whose far end answers every instruction with `reply`.
     fn link_answering(reply: Vec<u8>) -> Link {
-        let (near, mut far) = serial2::SerialPort::pair().unwrap();
+        let (near, far) = serial2::SerialPort::pair().unwrap();
         std::thread::spawn(move || {
             let mut instruction = [0u8; 64];
             // Ends when the link (the near end) is dropped.
