@@ -357,8 +357,8 @@ impl Link {
                                 expected: usize::from(count),
                             }))
                         }
+                        // Not an answer: none of the servos asked sent it.
                         None => {
-                            answers += 1;
                             last_problem = Some(Retryable::Corrupt(CorruptReply::WrongId {
                                 id: status.packet_id(),
                             }))
@@ -587,11 +587,18 @@ mod tests {
         let (near, far) = serial2::SerialPort::pair().unwrap();
         std::thread::spawn(move || {
             let mut instruction = [0u8; 64];
-            // Ends when the link (the near end) is dropped.
-            while far.read(&mut instruction).is_ok_and(|n| n > 0) {
-                std::thread::sleep(Duration::from_millis(1));
-                if far.write_all(&reply).is_err() {
-                    return;
+            // Ends when the link (the near end) is dropped: end of file or an I/O error.
+            loop {
+                match far.read(&mut instruction) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        if far.write_all(&reply).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => return,
                 }
             }
         });
