@@ -112,6 +112,8 @@ fn dynamixel2_leaves_the_stuffing_after_three_ff_in_place() {
     let (body, crc) = bytes.split_at(bytes.len() - 2);
     let computed = dynamixel2::checksum::calculate_checksum(0, body);
     assert_eq!(computed.to_le_bytes(), [crc[0], crc[1]], "the vector's CRC");
+    let block = hex("00 00 FE FF FF FF FD 07 00 00 00 00");
+    assert_eq!(widowx_sim::protocol::encode_status(2, 0, &block), bytes);
 
     let (near, far) = SerialPort::pair().unwrap();
     let mut bus = Bus::with_buffers(near, vec![0; 256], vec![0; 256]).unwrap();

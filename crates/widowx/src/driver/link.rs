@@ -563,25 +563,6 @@ mod tests {
     /// bytes of Velocity_Trajectory): `FE FF FF FF FD` holds `FF FF FD` after a third `FF`.
     const BLOCK: [u8; 12] = [0, 0, 0xFE, 0xFF, 0xFF, 0xFF, 0xFD, 0x07, 0, 0, 0, 0];
 
-    /// The status packet a servo sends: header, ID, length, then instruction, error and
-    /// parameters with an `FD` after every `FF FF FD`, then the CRC over all of it.
-    fn status_packet(id: u8, params: &[u8]) -> Vec<u8> {
-        let mut body = vec![instruction_id::STATUS, 0];
-        for &byte in params {
-            body.push(byte);
-            if body.ends_with(&[0xFF, 0xFF, 0xFD]) {
-                body.push(0xFD);
-            }
-        }
-        let length = (body.len() + 2) as u16;
-        let mut packet = vec![0xFF, 0xFF, 0xFD, 0x00, id];
-        packet.extend_from_slice(&length.to_le_bytes());
-        packet.extend_from_slice(&body);
-        let crc = dynamixel2::checksum::calculate_checksum(0, &packet);
-        packet.extend_from_slice(&crc.to_le_bytes());
-        packet
-    }
-
     /// A link over one end of a pty pair whose far end answers every instruction with `reply`.
     fn link_answering(reply: Vec<u8>) -> Link {
         let (near, far) = serial2::SerialPort::pair().unwrap();
@@ -618,7 +599,7 @@ mod tests {
 
     #[test]
     fn a_stuffing_after_three_ff_is_removed_from_sync_and_unicast_reads() {
-        let packet = status_packet(2, &BLOCK);
+        let packet = widowx_sim::protocol::encode_status(2, 0, &BLOCK);
         assert_eq!(packet.len(), 11 + BLOCK.len() + 1, "one stuffed byte");
         let mut link = link_answering(packet);
         let mut received = [false];
@@ -640,7 +621,7 @@ mod tests {
 
     #[test]
     fn a_write_that_dynamixel2_would_send_unstuffed_is_refused() {
-        let mut link = link_answering(status_packet(1, &[]));
+        let mut link = link_answering(widowx_sim::protocol::encode_status(1, 0, &[]));
         let servo = ServoRef { id: 1, joint: None };
         let refused = link.write(servo, 20, &0xFDFF_FFFFu32.to_le_bytes());
         assert!(
