@@ -1564,17 +1564,23 @@ mod tests {
         assert_eq!(split_key("raw/traj7"), keys[7]);
     }
 
-    #[test]
-    fn split_shares_frames_and_keeps_episodes_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = CacheWriter::open(dir.path(), settings(4)).unwrap();
+    /// A cache of 40 three-row trajectories; trajectory i's actions are about i, so every
+    /// trajectory moves the action percentiles.
+    fn forty_trajectories(dir: &Path) -> Cache {
+        let mut writer = CacheWriter::open(dir, settings(4)).unwrap();
         let trajs: Vec<_> = (0..40)
             .map(|i| trajectory(&format!("t{i}"), 3, i))
             .collect();
         writer.append(source("all", trajs)).unwrap();
         writer.commit().unwrap();
         drop(writer);
-        let cache = Cache::open(dir.path()).unwrap();
+        Cache::open(dir).unwrap()
+    }
+
+    #[test]
+    fn split_shares_frames_and_keeps_episodes_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = forty_trajectories(dir.path());
         let split = cache.split(0.3).unwrap();
         let val = split.val.unwrap();
         assert_eq!(split.train.num_episodes() + val.num_episodes(), 40);
@@ -1601,15 +1607,7 @@ mod tests {
     #[test]
     fn the_training_action_map_ignores_held_out_trajectories() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = CacheWriter::open(dir.path(), settings(4)).unwrap();
-        // Trajectory i's actions are about i: every trajectory moves the percentiles.
-        let trajs: Vec<_> = (0..40)
-            .map(|i| trajectory(&format!("t{i}"), 3, i))
-            .collect();
-        writer.append(source("all", trajs)).unwrap();
-        writer.commit().unwrap();
-        drop(writer);
-        let cache = Cache::open(dir.path()).unwrap();
+        let cache = forty_trajectories(dir.path());
         let split = cache.split(0.3).unwrap();
         let train_episodes: Vec<(u64, u64)> = cache
             .trajectories()
