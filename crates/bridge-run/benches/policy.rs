@@ -17,7 +17,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mqe::{Agent, CheckpointMeta, EncoderKind, ModelConfig, TrainConfig};
 
 fn device() -> Device {
-    Device::cuda_if_available(0).unwrap_or(Device::Cpu)
+    mqe::select_device(mqe::DeviceChoice::Auto)
+        .map(|s| s.device)
+        .unwrap_or(Device::Cpu)
 }
 
 fn policy(dir: &Path, size_px: u32, encoder: EncoderKind, dev: &Device) -> MqePolicy {

@@ -24,7 +24,8 @@ use bridge_run::runtime::{Runtime, RuntimeOptions};
 use bridge_run::sim::SimRig;
 use camera::FrameSource;
 use candle_core::Device;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use mqe::{DeviceChoice, select_device};
 use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
 
@@ -77,7 +78,8 @@ struct Cli {
     #[arg(long, global = true)]
     camera_folder: Option<PathBuf>,
     /// Where the policy runs.
-    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
+    /// Where the policy runs: auto (a usable GPU, else the CPU), cpu or cuda.
+    #[arg(long, global = true, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
 
@@ -95,14 +97,6 @@ enum Command {
         #[arg(long, default_value_t = 128)]
         size_px: usize,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeviceChoice {
-    /// The GPU when built with `cuda` and one is present, else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
 }
 
 fn main() -> ExitCode {
@@ -181,14 +175,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
+/// Opens the device and logs the one line that says which it is.
 fn device(choice: DeviceChoice) -> Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda => Device::new_cuda(0).context(
-            "--device cuda: no CUDA device (is bridge-run built with --features cuda, and a GPU present?)",
-        ),
-        DeviceChoice::Auto => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
-    }
+    let selected = select_device(choice)?;
+    tracing::info!("{}", selected.summary);
+    Ok(selected.device)
 }
 
 fn load_policy(cli: &Cli) -> Result<MqePolicy> {

@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub sampler_batches: usize,
     /// Also measure the pixel configuration (slow on a CPU).
     pub pixels: bool,
+    /// Batch size of the pixel configuration (64 here; 256 is the published size, for a GPU).
+    pub pixel_batch: usize,
 }
 
 impl Default for BenchOptions {
@@ -34,6 +36,7 @@ impl Default for BenchOptions {
             act_queries: 200,
             sampler_batches: 200,
             pixels: true,
+            pixel_batch: 64,
         }
     }
 }
@@ -78,7 +81,7 @@ fn state_setup() -> Result<Setup, FitError> {
     })
 }
 
-fn pixel_setup() -> Result<Setup, FitError> {
+fn pixel_setup(batch_size: usize) -> Result<Setup, FitError> {
     let mut rng = StdRng::seed_from_u64(2);
     let frames = 40 * 50;
     let obs = Obs::Pixels {
@@ -91,14 +94,23 @@ fn pixel_setup() -> Result<Setup, FitError> {
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     Ok(Setup {
-        label: "pixels (64x64x3, impala-small x3, action 7, batch 64)",
+        label: pixel_label(batch_size),
         model: ModelConfig::pixels(64, 3, 7),
         train: TrainConfig {
-            batch_size: 64,
+            batch_size,
             ..TrainConfig::pixels()
         },
         data: random_dataset(obs, actions, 7, 50)?,
     })
+}
+
+/// Row labels are static: the two batch sizes in use have their own, others a generic one.
+fn pixel_label(batch_size: usize) -> &'static str {
+    match batch_size {
+        64 => "pixels (64x64x3, impala-small x3, action 7, batch 64)",
+        256 => "pixels (64x64x3, impala-small x3, action 7, batch 256)",
+        _ => "pixels (64x64x3, impala-small x3, action 7, --pixel-batch)",
+    }
 }
 
 fn random_dataset(
@@ -118,7 +130,7 @@ fn random_dataset(
 pub fn run(options: BenchOptions, device: &Device) -> Result<Vec<BenchRow>, FitError> {
     let mut setups = vec![state_setup()?];
     if options.pixels {
-        setups.push(pixel_setup()?);
+        setups.push(pixel_setup(options.pixel_batch)?);
     }
     let mut rows = Vec::new();
     for setup in &setups {

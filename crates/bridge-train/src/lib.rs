@@ -39,6 +39,7 @@ pub mod bench;
 pub mod bench_data;
 pub mod config;
 pub mod data;
+pub mod device_check;
 pub mod fit;
 pub mod loader;
 pub mod maze;

@@ -35,11 +35,12 @@ use bridge_train::bench::{self, BenchOptions};
 use bridge_train::bench_data::{self, DataBenchOptions};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
 use bridge_train::data::action_norm_from_cache;
+use bridge_train::device_check::{self, CheckOptions};
 use bridge_train::fit::{FitOptions, Split, fit, resume_base};
 use bridge_train::prepare::{PrepareOptions, discover_inputs, parse_camera, prepare};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mqe::ActionNorm;
+use mqe::{ActionNorm, DeviceChoice, select_device};
 
 #[derive(Parser)]
 #[command(
@@ -78,8 +79,26 @@ enum Command {
         /// Skip the pixel configuration (slow on a CPU).
         #[arg(long)]
         no_pixels: bool,
-        #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-        device: DeviceArg,
+        /// Batch size of the pixel configuration (the published size is 256).
+        #[arg(long, default_value_t = 64)]
+        pixel_batch: usize,
+        /// Where to train: auto (a usable GPU, else the CPU), cpu or cuda.
+        #[arg(long, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+    },
+    /// One pixel training step's loss and gradients on --device against the CPU fast kernels
+    /// (on the CPU: the portable ops, the code a GPU runs, against the fast kernels). Fails when
+    /// a tensor differs by more than --tolerance.
+    CheckDevice {
+        /// Batch size of the step.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Largest accepted max|device - cpu| / max|cpu| of any tensor.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f32,
+        /// Device to check: auto (a usable GPU, else the CPU), cpu or cuda.
+        #[arg(long, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
     },
     /// Time prepare (640x480 JPEG -> 128 px), the batch loader and pixel training steps.
     BenchData(BenchDataArgs),
@@ -167,8 +186,9 @@ struct BenchDataArgs {
     /// Frame sizes to measure.
     #[arg(long, value_delimiter = ',', default_values_t = [64u32, 128])]
     sizes_px: Vec<u32>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    /// Where to run: auto (a usable GPU, else the CPU), cpu or cuda.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 #[derive(Args)]
@@ -191,8 +211,9 @@ struct FitArgs {
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    /// Where to run: auto (a usable GPU, else the CPU), cpu or cuda.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -223,14 +244,6 @@ struct ConfigArgs {
 enum AlgoArg {
     Mqe,
     Gcbc,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    /// CUDA device 0 when built with `--features cuda` and one is present, else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
 }
 
 impl ConfigArgs {
@@ -269,13 +282,11 @@ impl ConfigArgs {
     }
 }
 
-fn device(arg: DeviceArg) -> Result<Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(Device::Cpu),
-        DeviceArg::Auto => Device::cuda_if_available(0).context("probing for a CUDA device"),
-        DeviceArg::Cuda => Device::new_cuda(0)
-            .context("opening CUDA device 0 (was bridge-train built with --features cuda?)"),
-    }
+/// Opens the device and logs the one line that says which it is.
+fn device(choice: DeviceChoice) -> Result<Device> {
+    let selected = select_device(choice)?;
+    tracing::info!("{}", selected.summary);
+    Ok(selected.device)
 }
 
 fn main() -> Result<()> {
@@ -297,9 +308,45 @@ fn main() -> Result<()> {
             steps,
             queries,
             no_pixels,
+            pixel_batch,
             device: dev,
-        } => run_bench(steps, queries, !no_pixels, dev),
+        } => {
+            let options = BenchOptions {
+                train_steps: steps,
+                act_queries: queries,
+                pixels: !no_pixels,
+                pixel_batch,
+                ..BenchOptions::default()
+            };
+            run_bench(options, dev)
+        }
+        Command::CheckDevice {
+            batch_size,
+            tolerance,
+            device: dev,
+        } => run_check_device(batch_size, tolerance, dev),
     }
+}
+
+fn run_check_device(batch_size: usize, tolerance: f32, dev: DeviceChoice) -> Result<()> {
+    let dev = device(dev)?;
+    let options = CheckOptions {
+        batch_size,
+        ..CheckOptions::default()
+    };
+    let rows = device_check::compare_with_cpu(options, &dev)
+        .context("computing the pixel step on both devices")?;
+    print!("{}", device_check::format_table(&rows));
+    let worst = rows.iter().map(|r| r.rel_diff).fold(0f32, f32::max);
+    println!(
+        "{} tensors, worst relative difference {worst:.2e} (tolerance {tolerance:.0e})",
+        rows.len()
+    );
+    // A NaN anywhere fails too.
+    if worst.is_nan() || rows.iter().any(|r| r.rel_diff.is_nan()) || worst > tolerance {
+        bail!("the {dev:?} step differs from the CPU fast path by {worst:.2e} > {tolerance:.0e}");
+    }
+    Ok(())
 }
 
 fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
@@ -499,14 +546,8 @@ fn run_bench_data(args: &BenchDataArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_bench(steps: usize, queries: usize, pixels: bool, dev: DeviceArg) -> Result<()> {
+fn run_bench(options: BenchOptions, dev: DeviceChoice) -> Result<()> {
     let dev = device(dev)?;
-    let options = BenchOptions {
-        train_steps: steps,
-        act_queries: queries,
-        pixels,
-        ..BenchOptions::default()
-    };
     let rows = bench::run(options, &dev).context("running the benchmark")?;
     println!(
         "device: {dev:?}, threads: {}",

@@ -218,9 +218,10 @@ impl Adam {
     }
 }
 
+/// Whether the in-place CPU kernels apply (see [`crate::ops::fast_path`]); else the update is
+/// composed from candle ops, the portable path a GPU takes.
 fn is_cpu_f32(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu) && t.is_contiguous())
+    crate::ops::fast_path(ts) && ts.iter().all(|t| t.is_contiguous())
 }
 
 fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {

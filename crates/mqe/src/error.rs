@@ -10,6 +10,13 @@ pub enum MqeError {
     Candle(#[from] candle_core::Error),
 
     /// A configuration value is out of its valid range.
+    /// The device the user asked for cannot be used.
+    #[error("--device {requested}: {reason}")]
+    NoDevice {
+        requested: &'static str,
+        reason: String,
+    },
+
     #[error("invalid config field `{field}`: {reason}")]
     InvalidConfig { field: String, reason: String },
 

@@ -4,17 +4,17 @@
 //! `candle_nn::ops::layer_norm` is forward-only and candle's GELU backward is a chain of about
 //! ten elementwise ops, which dominated a train step. Both run here as one parallel pass each.
 //! Inputs are `[N, H]` with parameters `[H]`, or `[G, N, H]` with one parameter row per group
-//! `[G, H]` (an ensemble). Tensors that are not f32 on the CPU take composed candle ops instead.
+//! `[G, H]` (an ensemble). Tensors that are not f32 on the CPU, or any tensor when the portable
+//! path is forced ([`crate::ops::force_portable_ops`]), take composed candle ops instead.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, DType, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
 
 fn fast(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu))
+    crate::ops::fast_path(ts)
 }
 
 /// Views `x` as `[G, N, H]` and `p` as `[G, 1, H]`, the shapes the composed fallback needs.

@@ -23,9 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
-use clap::{Parser, ValueEnum};
-use mqe::{Agent, ObsKind};
+use clap::Parser;
+use mqe::{Agent, DeviceChoice, ObsKind, select_device};
 use protocol::{MAX_LINE_BYTES, Policy};
 
 #[derive(Parser)]
@@ -43,29 +42,18 @@ struct Cli {
     /// Measure per-query latency over N queries on a loopback TCP connection, print p50/p99, exit.
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    /// CUDA device 0 when built with `--features cuda` and one is present, else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
+    /// Where the policy runs: auto (a usable GPU, else the CPU), cpu or cuda.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
 }
 
 fn main() -> Result<()> {
     // SAFETY: first statement of main: no other thread has been started yet.
     unsafe { mqe::threads::prefer_inline_elementwise_ops() };
     let cli = Cli::parse();
-    let device = match cli.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Auto => Device::cuda_if_available(0).context("probing for a CUDA device")?,
-        DeviceArg::Cuda => {
-            Device::new_cuda(0).context("opening CUDA device 0 (built with --features cuda?)")?
-        }
-    };
+    let selected = select_device(cli.device)?;
+    eprintln!("policy-server: {}", selected.summary);
+    let device = selected.device;
     let agent = Agent::load(&cli.checkpoint, &device)
         .with_context(|| format!("loading checkpoint {}", cli.checkpoint.display()))?;
     let policy = Arc::new(Policy::new(agent));

@@ -438,22 +438,40 @@ fn conv_backward(x: &[f32], weight: &[f32], grad: &[f32], d: &ConvDims, want_dx:
 /// "same" zero padding. Output `[N,O,H,W]`.
 ///
 /// f32 CPU tensors use im2col / col2im on gemm, parallel over the batch, with a backward pass to
-/// input, weight and bias. Other dtypes and devices fall back to candle's `conv2d`.
+/// input, weight and bias. Every other case (other devices and dtypes, or the portable path
+/// forced, see [`super::force_portable_ops`]) takes [`portable_conv`].
 pub fn conv2d_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let d = ConvDims::check(x.dims(), weight.dims(), bias.dims())?;
     if !fast_path(&[x, weight, bias]) {
-        let pad = d.kh / 2;
-        if d.kh != d.kw {
-            return Err(bad_shape(
-                OP,
-                format!("non-square kernel {}x{} needs f32 on the CPU", d.kh, d.kw),
-            ));
-        }
-        let y = x.conv2d(weight, pad, 1, 1, 1)?;
-        return y.broadcast_add(&bias.reshape((1, d.o, 1, 1))?);
+        return portable_conv(x, weight, bias, &d);
     }
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, ConvSame)
+}
+
+/// The convolution from candle ops with autograd, as the fast path computes it: im2col as
+/// `KH*KW` shifted views of the zero-padded input, stacked to `[N, C*KH*KW, H*W]` in the
+/// weight's (c, ky, kx) order, then one batched matmul with `[O, C*KH*KW]` and the bias. On a GPU
+/// the matmuls and their gradients run on cuBLAS.
+fn portable_conv(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    d: &ConvDims,
+) -> candle_core::Result<Tensor> {
+    let (pad_y, pad_x) = (d.kh / 2, d.kw / 2);
+    let padded = x
+        .pad_with_zeros(2, pad_y, pad_y)?
+        .pad_with_zeros(3, pad_x, pad_x)?;
+    let shifted = (0..d.kh)
+        .flat_map(|ky| (0..d.kw).map(move |kx| (ky, kx)))
+        .map(|(ky, kx)| padded.narrow(2, ky, d.h)?.narrow(3, kx, d.w))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let cols = Tensor::stack(&shifted, 2)?.reshape((d.n, d.patch_len(), d.pixels()))?;
+    let w = weight.reshape((1, d.o, d.patch_len()))?;
+    let y = w.broadcast_matmul(&cols)?;
+    y.broadcast_add(&bias.reshape((1, d.o, 1))?)?
+        .reshape((d.n, d.o, d.h, d.w))
 }
 
 #[cfg(test)]

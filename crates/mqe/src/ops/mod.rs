@@ -10,10 +10,19 @@
 //! - [`mrn_pairwise`] and [`mrn_matched`]: the MRN quasimetric (mqe.md section 3), fused so that
 //!   no `[.., D]` pairwise difference is ever stored.
 //!
-//! The fast paths take f32 tensors on the CPU, of any layout (they are made contiguous first). Tensors on other devices or of other
-//! dtypes go through a composition of candle's own ops (there the pool has no backward pass).
-//! Gradients flow through `Tensor::backward()` to every input, bias included. The backward passes are
-//! first-order only: the gradient tensors they produce carry no graph of their own.
+//! Each op has two implementations with the same numbers:
+//!
+//! - the fast path: f32 tensors on the CPU, of any layout (made contiguous first), hand-written
+//!   kernels with hand-written backward passes;
+//! - the portable path: a composition of candle ops whose gradients come from candle's autograd.
+//!   It runs on every other device and dtype (CUDA included), and on the CPU when forced with
+//!   [`force_portable_ops`], [`with_portable_ops`] or `MQE_PORTABLE_OPS=1`, which is how the CPU
+//!   tests check the code a GPU runs. It keeps the fast path's rules: the pool's gradient goes
+//!   to the first maximum of a window, and the MRN over all pairs is computed in chunks of the
+//!   second batch, so that memory grows with `E * B * chunk * D`, not `E * B * M * D`.
+//!
+//! Gradients flow through `Tensor::backward()` to every input, bias included. The fast backward
+//! passes are first-order only: the gradient tensors they produce carry no graph of their own.
 //!
 //! Not for: strided or dilated convolutions, even kernels, second-order gradients.
 //!
@@ -40,11 +49,15 @@ mod mrn_kernel;
 mod pool;
 
 pub use conv::conv2d_same;
-pub use mrn::{mrn_distance_broadcast, mrn_matched, mrn_pairwise};
+pub use mrn::{
+    MRN_CHUNK_ELEMENTS, mrn_distance_broadcast, mrn_matched, mrn_pairwise, mrn_pairwise_chunked,
+};
 pub use pool::max_pool_3x3_s2_same;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// What is wrong with the arguments of one of the ops.
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +111,66 @@ pub(crate) fn items_per_task(n: usize) -> usize {
     n.div_ceil(tasks).max(1)
 }
 
-/// Whether the fast CPU f32 kernels apply to all of these tensors.
+/// Environment variable that forces the portable path on the CPU when set to `1`, `true` or `yes`.
+pub const PORTABLE_OPS_ENV: &str = "MQE_PORTABLE_OPS";
+
+/// Process-wide switch: 0 = not yet read from the environment, 1 = fast, 2 = portable.
+static PROCESS_PATH: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    /// A scoped override for this thread ([`with_portable_ops`]), on top of the process switch.
+    static THREAD_FORCES_PORTABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Forces (or stops forcing) the portable implementation of every op in this process, on every
+/// device. Overrides [`PORTABLE_OPS_ENV`].
+pub fn force_portable_ops(on: bool) {
+    PROCESS_PATH.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Runs `f` with the portable implementation forced on this thread only (the graph is built on
+/// the calling thread, so this covers a whole train step). Tests compare both paths this way in
+/// one process without disturbing each other.
+pub fn with_portable_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_FORCES_PORTABLE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_FORCES_PORTABLE.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the portable implementation is forced here: by [`with_portable_ops`] on this thread,
+/// by [`force_portable_ops`], or by [`PORTABLE_OPS_ENV`].
+pub fn portable_ops_forced() -> bool {
+    if THREAD_FORCES_PORTABLE.with(Cell::get) {
+        return true;
+    }
+    match PROCESS_PATH.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var(PORTABLE_OPS_ENV)
+                .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+            // A racing force_portable_ops wins: only replace "unread".
+            let _ = PROCESS_PATH.compare_exchange(
+                0,
+                if on { 2 } else { 1 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            PROCESS_PATH.load(Ordering::Relaxed) == 2
+        }
+        state => state == 2,
+    }
+}
+
+/// Whether the fast CPU f32 kernels apply to all of these tensors: f32, on the CPU, and the
+/// portable path not forced. Every other case takes the portable composition of candle ops,
+/// which is the code a GPU runs.
 pub(crate) fn fast_path(tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu))
+    !portable_ops_forced()
+        && tensors
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu))
 }

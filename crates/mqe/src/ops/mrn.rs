@@ -197,18 +197,55 @@ fn pairwise_grads(
     (dx, dy)
 }
 
+/// Elements of the `[E, B, chunk, D]` pairwise difference that the portable path holds at once
+/// (64 MiB of f32): at the published sizes (E 2, B 256, D 512) that is 64 columns per chunk.
+pub const MRN_CHUNK_ELEMENTS: usize = 1 << 24;
+
 /// MRN quasimetric over all pairs: x `[E,B,D]`, y `[E,M,D]` -> `[E,B,M]`, entry (e, i, j) = d(x[e,i], y[e,j]).
 ///
 /// f32 CPU tensors run fused loops in parallel (forward and backward to both x and y) and never
-/// materialise the `[E,B,M,D]` differences; other dtypes/devices use [`mrn_distance_broadcast`].
+/// materialise the `[E,B,M,D]` differences; every other case takes [`mrn_pairwise_chunked`] with
+/// chunks of at most [`MRN_CHUNK_ELEMENTS`] differences.
 /// `components` must divide D into chunks of an even size.
 pub fn mrn_pairwise(x: &Tensor, y: &Tensor, components: usize) -> candle_core::Result<Tensor> {
-    PairDims::check(x.dims(), y.dims(), components)?;
+    let (p, geo) = PairDims::check(x.dims(), y.dims(), components)?;
     if !fast_path(&[x, y]) {
-        return mrn_distance_broadcast(&x.unsqueeze(2)?, &y.unsqueeze(1)?, components);
+        let per_column = (p.e * p.b * geo.dim).max(1);
+        let chunk = (MRN_CHUNK_ELEMENTS / per_column).clamp(1, p.m.max(1));
+        return mrn_pairwise_chunked(x, y, components, chunk);
     }
     x.contiguous()?
         .apply_op2(&y.contiguous()?, Pairwise { components })
+}
+
+/// The portable MRN over all pairs: [`mrn_distance_broadcast`] on `chunk` columns of y at a time,
+/// concatenated, so memory grows with `E * B * chunk * D`. Differentiable by candle's autograd
+/// on any device and dtype.
+pub fn mrn_pairwise_chunked(
+    x: &Tensor,
+    y: &Tensor,
+    components: usize,
+    chunk: usize,
+) -> candle_core::Result<Tensor> {
+    let (p, _) = PairDims::check(x.dims(), y.dims(), components)?;
+    if chunk == 0 {
+        return Err(bad_shape(
+            "mrn_pairwise",
+            "chunk must hold at least one column".to_string(),
+        ));
+    }
+    if p.m == 0 {
+        return Tensor::zeros((p.e, p.b, 0), x.dtype(), x.device());
+    }
+    let x = x.unsqueeze(2)?;
+    let parts = (0..p.m)
+        .step_by(chunk)
+        .map(|start| {
+            let columns = y.narrow(1, start, chunk.min(p.m - start))?.unsqueeze(1)?;
+            mrn_distance_broadcast(&x, &columns, components)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 2)
 }
 
 struct Matched {
@@ -336,8 +373,11 @@ pub fn mrn_matched(x: &Tensor, y: &Tensor, components: usize) -> candle_core::Re
 
 /// The MRN distance written with plain candle ops on broadcast shapes `[..., D]`.
 ///
-/// Works for any dtype and device, and is the reference the fused kernels are tested and
-/// benchmarked against; it materialises the broadcast difference, so avoid it for all pairs of a batch.
+/// Works for any dtype and device: it is the portable path of [`mrn_matched`] and, chunked, of
+/// [`mrn_pairwise`]. Its gradient follows the fused kernels' rules: the relu(max) term sends its
+/// gradient to the first maximum of each component (`argmax` + `gather`; candle's `max` would
+/// share it among ties) and none where the maximum is <= 0 (candle's `relu` passes it at 0).
+/// It materialises the broadcast difference, so call it on all pairs of a batch only in chunks.
 pub fn mrn_distance_broadcast(
     x: &Tensor,
     y: &Tensor,
@@ -353,7 +393,11 @@ pub fn mrn_distance_broadcast(
     chunked.extend([components, geo.chunk]);
     let last = chunked.len() - 1;
     let diff = diff.reshape(chunked)?;
-    let asym = diff.narrow(last, 0, geo.half)?.max(last)?.relu()?;
+    let asym_half = diff.narrow(last, 0, geo.half)?.contiguous()?;
+    let first_max = asym_half.argmax_keepdim(last)?;
+    let max = asym_half.gather(&first_max, last)?.squeeze(last)?;
+    let zeros = max.zeros_like()?.detach();
+    let asym = max.detach().gt(&zeros)?.where_cond(&max, &zeros)?;
     let sym =
         (diff.narrow(last, geo.half, geo.half)?.sqr()?.sum(last)? + f64::from(SQRT_EPS))?.sqrt()?;
     (asym + sym)?.mean(last - 1)? / (dim as f64).sqrt()

@@ -1,7 +1,7 @@
 //! 3x3 stride-2 max pooling with TensorFlow/Flax "SAME" padding.
 
 use super::{bad_shape, f32_slice, fast_path, items_per_task};
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -200,10 +200,12 @@ impl CustomOp1 for MaxPoolBackward {
 }
 
 /// Max pool 3x3, stride 2, "SAME" padding as in TensorFlow/Flax (out = ceil(in / 2), padding -inf),
-/// NCHW. The backward pass sends each output's gradient to the first maximum of its window.
+/// NCHW. The backward pass sends each output's gradient to the first maximum of its window, in
+/// row-major window order; ties are common (flat image regions, ReLU zeros).
 ///
-/// f32 CPU tensors only have the backward pass; elsewhere this pads with -inf and uses candle's
-/// `max_pool2d_with_stride`, which has no gradient for kernel != stride.
+/// f32 CPU tensors take the fast kernel; every other case (other devices and dtypes, or the
+/// portable path forced, see [`super::force_portable_ops`]) the portable composition
+/// [`portable_max_pool`], with the same outputs and gradients.
 pub fn max_pool_3x3_s2_same(x: &Tensor) -> candle_core::Result<Tensor> {
     let d = PoolDims::new(x.dims())?;
     if fast_path(&[x]) {
@@ -212,11 +214,60 @@ pub fn max_pool_3x3_s2_same(x: &Tensor) -> candle_core::Result<Tensor> {
         };
         return x.contiguous()?.apply_op1(op);
     }
-    let pad_bottom = ((d.oh - 1) * STRIDE + KERNEL).saturating_sub(d.h + d.pad_top);
-    let pad_right = ((d.ow - 1) * STRIDE + KERNEL).saturating_sub(d.w + d.pad_left);
-    let x = pad_neg_inf(x, 2, d.pad_top, pad_bottom)?;
-    let x = pad_neg_inf(&x, 3, d.pad_left, pad_right)?;
-    x.max_pool2d_with_stride(KERNEL, STRIDE)
+    portable_max_pool(x, &d)
+}
+
+/// The pool from candle ops with autograd: nine strided views of the -inf-padded input (one per
+/// window offset), and disjoint 0/1 masks that give each output to the first view holding its
+/// window's maximum. Values are picked with `where_cond`, not multiplied by the masks: the -inf
+/// border times 0 would be NaN.
+fn portable_max_pool(x: &Tensor, d: &PoolDims) -> candle_core::Result<Tensor> {
+    if d.n * d.c * d.out_plane() == 0 {
+        return Tensor::zeros((d.n, d.c, d.oh, d.ow), x.dtype(), x.device());
+    }
+    // One row and column more than the windows reach, so that every offset's view is a whole
+    // number of stride-2 steps; the extra -inf row and column are never read.
+    let (padded_h, padded_w) = (2 * d.oh + 2, 2 * d.ow + 2);
+    let x = pad_neg_inf(x, 2, d.pad_top, padded_h - d.h - d.pad_top)?;
+    let x = pad_neg_inf(&x, 3, d.pad_left, padded_w - d.w - d.pad_left)?;
+    let views = (0..KERNEL)
+        .flat_map(|dy| (0..KERNEL).map(move |dx| (dy, dx)))
+        .map(|(dy, dx)| window_view(&x, d, dy, dx))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    // The maximum only chooses; it carries no gradient.
+    let mut best = views[0].detach();
+    for v in &views[1..] {
+        best = best.maximum(&v.detach())?;
+    }
+    let zeros = views[0].zeros_like()?.detach();
+    let mut taken = best.zeros_like()?.to_dtype(DType::U8)?;
+    let no = taken.clone();
+    let mut out: Option<Tensor> = None;
+    for v in &views {
+        let is_max = v.detach().eq(&best)?;
+        let chosen = taken.where_cond(&no, &is_max)?;
+        taken = (&taken + &chosen)?;
+        let part = chosen.where_cond(v, &zeros)?;
+        out = Some(match out {
+            None => part,
+            Some(sum) => (sum + part)?,
+        });
+    }
+    out.ok_or_else(|| bad_shape(OP, "no window offsets".to_string()))
+}
+
+/// Input pixels at window offset (dy, dx) of every output: rows dy, dy+2, ... and columns
+/// dx, dx+2, ... of the padded input, `[N, C, oh, ow]`.
+fn window_view(padded: &Tensor, d: &PoolDims, dy: usize, dx: usize) -> candle_core::Result<Tensor> {
+    let rows = padded
+        .narrow(2, dy, STRIDE * d.oh)?
+        .reshape((d.n, d.c, d.oh, STRIDE, 2 * d.ow + 2))?
+        .narrow(3, 0, 1)?
+        .squeeze(3)?;
+    rows.narrow(3, dx, STRIDE * d.ow)?
+        .reshape((d.n, d.c, d.oh, d.ow, STRIDE))?
+        .narrow(4, 0, 1)?
+        .squeeze(4)
 }
 
 fn pad_neg_inf(x: &Tensor, dim: usize, before: usize, after: usize) -> candle_core::Result<Tensor> {
@@ -225,7 +276,14 @@ fn pad_neg_inf(x: &Tensor, dim: usize, before: usize, after: usize) -> candle_co
         dims[dim] = len;
         Tensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())
     };
-    let parts = [side(before)?, x.clone(), side(after)?];
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(side(before)?);
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(side(after)?);
+    }
     Tensor::cat(&parts, dim)
 }
 
