@@ -4,9 +4,9 @@
 //! ```text
 //! <task>/<NN>/<YYYY-MM-DD_HH-MM-SS>/raw/traj_group<k>/traj<i>/
 //!     images0/im_0.jpg .. im_T.jpg   (640x480; images1.. for other cameras)
-//!     obs_dict.pkl                   dict of arrays of length T+1: state, full_state (7),
+//!     obs_dict.pkl                   dict of arrays of length T+1: full_state (7), state (7, 5 or 4),
 //!                                    qpos, qvel, joint_effort (6), eef_transform (4x4), time_stamp
-//!     policy_out.pkl                 list of T dicts, each with 'actions' (7)
+//!     policy_out.pkl                 list of T dicts, each with 'actions' (7, 5 or 4), or of T arrays
 //!     lang.txt                       the instruction (first line), optionally "confidence: ..."
 //! ```
 //!
@@ -341,7 +341,12 @@ fn read_pickle(path: &Path) -> Result<Value, RawError> {
     })
 }
 
-/// `obs_dict['state']`: float64 or float32 array of shape (N, 7).
+/// The 7-d poses `[x, y, z, roll, pitch, yaw, gripper]`, float64 or float32, shape (N, 7).
+///
+/// `full_state` first, as Bridge's own processing (bridgedata_raw_to_numpy, the jaxrl_m loaders)
+/// reads it: widowx_envs writes it in every action mode, while its `state` is the full pose only
+/// in `3trans3rot` ([x, y, z, gripper] in `3trans`, [x, y, z, yaw, gripper] in `3trans1rot`).
+/// `state` is read only when `full_state` is absent and `state` is 7-d.
 fn read_states(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
     let root = read_pickle(path)?;
     if !matches!(root, Value::Dict(_)) {
@@ -351,20 +356,39 @@ fn read_states(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
             format!("expected a dict, found {}", root.type_name()),
         ));
     }
-    let state = root
-        .get("state")
-        .ok_or_else(|| field_error(path, "state", "missing"))?;
-    let array = state.as_array().ok_or_else(|| {
+    let (field, value) = match (root.get("full_state"), root.get("state")) {
+        (Some(full), _) => ("full_state", full),
+        (None, Some(state)) => ("state", state),
+        (None, None) => {
+            return Err(field_error(
+                path,
+                "full_state",
+                "missing (and no `state` either)",
+            ));
+        }
+    };
+    let array = value.as_array().ok_or_else(|| {
         field_error(
             path,
-            "state",
-            format!("expected an ndarray, found {}", state.type_name()),
+            field,
+            format!("expected an ndarray, found {}", value.type_name()),
         )
     })?;
-    rows_of_seven(array).map_err(|problem| field_error(path, "state", problem))
+    rows_of_seven(array).map_err(|problem| {
+        let hint = if field == "state" {
+            " (a 3trans or 3trans1rot recording keeps the 7-d pose only in `full_state`, which is missing)"
+        } else {
+            ""
+        };
+        field_error(path, field, format!("{problem}{hint}"))
+    })
 }
 
-/// `policy_out[i]['actions']` for every i: arrays of 7 numbers.
+/// `policy_out[i]['actions']` (or `policy_out[i]` itself, a plain array, which Bridge's
+/// processing also accepts) for every i, as 7-d Bridge actions. widowx_envs records the action
+/// of its mode: 5-d `[dx, dy, dz, dyaw, grip]` in `3trans1rot` and 4-d `[dx, dy, dz, grip]` in
+/// `3trans`; these are widened the way its `step()` widens them before executing, with zero
+/// roll and pitch (and yaw).
 fn read_actions(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
     let root = read_pickle(path)?;
     let steps = root.as_sequence().ok_or_else(|| {
@@ -378,22 +402,40 @@ fn read_actions(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
         .iter()
         .enumerate()
         .map(|(i, step)| {
-            let field = format!("[{i}]['actions']");
-            let array = step
-                .get("actions")
-                .and_then(Value::as_array)
+            let (field, array) = match step.get("actions") {
+                Some(actions) => (format!("[{i}]['actions']"), actions.as_array()),
+                None => (format!("[{i}]"), step.as_array()),
+            };
+            let array = array
                 .ok_or_else(|| field_error(path, field.clone(), "missing or not an ndarray"))?;
-            let rows = rows_of_seven(array).map_err(|p| field_error(path, field.clone(), p))?;
-            match rows.as_slice() {
-                [row] => Ok(*row),
-                _ => Err(field_error(
-                    path,
-                    field,
-                    format!("expected shape (7,), found {:?}", array.shape),
-                )),
-            }
+            widened_action(array).map_err(|problem| field_error(path, field, problem))
         })
         .collect()
+}
+
+/// One recorded action of any widowx_envs action mode as a 7-d Bridge action.
+fn widened_action(array: &NdArray) -> Result<[f32; BRIDGE_DIM], String> {
+    let values = match array.shape.as_slice() {
+        [7 | 5 | 4] | [1, 7 | 5 | 4] => array.to_f64_vec().map_err(|e| e.to_string())?,
+        shape => {
+            return Err(format!(
+                "expected shape (7,) (3trans3rot), (5,) (3trans1rot) or (4,) (3trans), found {shape:?}"
+            ));
+        }
+    };
+    let widened: [f64; BRIDGE_DIM] = match values.as_slice() {
+        &[x, y, z, roll, pitch, yaw, grip] => [x, y, z, roll, pitch, yaw, grip],
+        &[x, y, z, yaw, grip] => [x, y, z, 0.0, 0.0, yaw, grip],
+        &[x, y, z, grip] => [x, y, z, 0.0, 0.0, 0.0, grip],
+        other => {
+            return Err(format!(
+                "{} values for shape {:?}",
+                other.len(),
+                array.shape
+            ));
+        }
+    };
+    Ok(widened.map(|v| v as f32))
 }
 
 /// An array of shape (7,) or (N, 7) as rows of f32.

@@ -376,7 +376,7 @@ fn truncated_and_corrupt_files_are_rejected_naming_the_file() {
 }
 
 #[test]
-fn a_pickle_without_state_is_a_field_error() {
+fn a_pickle_without_full_state_or_state_is_a_field_error() {
     let (_temp, dir, _) = copy_fixture(1);
     let value = Value::Dict(vec![(Value::Str("qpos".into()), Value::Int(3))]);
     fs::write(dir.join("obs_dict.pkl"), pickle::to_vec(&value).unwrap()).unwrap();
@@ -384,7 +384,8 @@ fn a_pickle_without_state_is_a_field_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("obs_dict.pkl") && error.contains("field state: missing"),
+        error.contains("obs_dict.pkl")
+            && error.contains("field full_state: missing (and no `state` either)"),
         "{error}"
     );
 }
