@@ -68,46 +68,23 @@ pub fn compare_with_cpu(options: CheckOptions, device: &Device) -> Result<Vec<Ch
             debug_assert_eq!(name, other);
             Ok(CheckRow {
                 name: name.clone(),
-                rel_diff: rel_diff(got, want)?,
+                rel_diff: mqe::ops::max_relative_difference(got, want)
+                    .map_err(mqe::MqeError::from)?,
             })
         })
         .collect()
 }
 
-/// `[("total loss", loss), ("gradient of <name>", grad), ...]`, on the CPU.
+/// `[("total loss", loss), ("gradient of <name>", grad), ...]`.
 fn loss_and_grads(agent: &Agent, batch: &Batch) -> Result<Vec<(String, Tensor)>, FitError> {
-    let (critic, actor) = agent.loss_tensors(batch)?;
-    let total = match critic {
-        Some(c) => (c + actor).map_err(mqe::MqeError::from)?,
-        None => actor,
-    };
-    let grads = total.backward().map_err(mqe::MqeError::from)?;
-    let mut out = vec![("total loss".to_string(), to_cpu(&total)?)];
-    for (name, var) in agent.parameters() {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            out.push((format!("gradient of {name}"), to_cpu(g)?));
-        }
-    }
+    let (total, grads) = agent.loss_and_gradients(batch)?;
+    let mut out = vec![("total loss".to_string(), total)];
+    out.extend(
+        grads
+            .into_iter()
+            .map(|(name, grad)| (format!("gradient of {name}"), grad)),
+    );
     Ok(out)
-}
-
-fn to_cpu(t: &Tensor) -> Result<Tensor, FitError> {
-    Ok(t.to_device(&Device::Cpu).map_err(mqe::MqeError::from)?)
-}
-
-fn rel_diff(got: &Tensor, want: &Tensor) -> Result<f32, FitError> {
-    let flat = |t: &Tensor| -> Result<Vec<f32>, FitError> {
-        Ok(t.flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(mqe::MqeError::from)?)
-    };
-    let (got, want) = (flat(got)?, flat(want)?);
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    Ok(if scale > 0.0 { worst / scale } else { worst })
 }
 
 /// Camera-like frames: flat coloured blocks on a flat table (ties in every pooling window), and

@@ -211,6 +211,20 @@ impl Agent {
         Ok((losses.critic.map(|c| c.loss), actor))
     }
 
+    /// The total loss of `batch` (critic + actor, or the GCBC loss) and the gradient of every
+    /// parameter that gets one, by name in [`Agent::parameters`] order; nothing is updated.
+    /// For checks that compare two implementations or two devices step by step.
+    pub fn loss_and_gradients(&self, batch: &Batch) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        let losses = self.losses(batch)?;
+        let grads = losses.total.backward()?;
+        let named = self
+            .parameters()
+            .into_iter()
+            .filter_map(|(name, var)| grads.get(var.as_tensor()).map(|g| (name, g.clone())))
+            .collect();
+        Ok((losses.total, named))
+    }
+
     /// Deployment action clip(mu, -1, 1) in the normalised action space, `[B, A]`.
     pub fn act(&self, obs: &Tensor, goal: &Tensor) -> Result<Tensor> {
         self.check_obs("obs", obs, None)?;

@@ -15,21 +15,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const REL_TOL: f32 = 1e-5;
 
-/// max |a - b| / max |b| (absolute when b is all zeros), with both tensors on the CPU as f32.
-fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = a
-        .iter()
-        .zip(&b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    if scale > 0.0 { worst / scale } else { worst }
-}
-
 fn assert_close(what: &str, portable: &Tensor, fast: &Tensor) {
-    let d = rel_diff(portable, fast);
+    let d = mqe::ops::max_relative_difference(portable, fast).unwrap();
     assert!(
         d <= REL_TOL,
         "{what}: portable and fast differ by a relative {d:e}"
@@ -241,20 +228,8 @@ fn pixel_batch(b: usize, seed: u64) -> Batch {
     }
 }
 
-/// Total loss and the gradient of every parameter, by name.
 fn loss_and_grads(agent: &Agent, batch: &Batch) -> (Tensor, Vec<(String, Tensor)>) {
-    let (critic, actor) = agent.loss_tensors(batch).unwrap();
-    let total = match critic {
-        Some(c) => (c + actor).unwrap(),
-        None => actor,
-    };
-    let grads = total.backward().unwrap();
-    let named = agent
-        .parameters()
-        .into_iter()
-        .filter_map(|(name, v)| grads.get(v.as_tensor()).map(|g| (name, g.clone())))
-        .collect();
-    (total, named)
+    agent.loss_and_gradients(batch).unwrap()
 }
 
 /// Losses and gradients of one step, then the parameters after `steps` Adam steps, both ways.

@@ -165,6 +165,35 @@ pub fn portable_ops_forced() -> bool {
     }
 }
 
+/// max |got - want| / max |want| over all elements (the absolute difference when `want` is all
+/// zeros), computed on the CPU: how the portable path, or another device, is compared with the
+/// fast kernels. NaN anywhere gives NaN.
+pub fn max_relative_difference(got: &Tensor, want: &Tensor) -> candle_core::Result<f32> {
+    if got.dims() != want.dims() {
+        return Err(bad_shape(
+            "max_relative_difference",
+            format!("shapes differ: {:?} and {:?}", got.dims(), want.dims()),
+        ));
+    }
+    let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+        t.to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()
+    };
+    let (got, want) = (flat(got)?, flat(want)?);
+    let mut scale = 0f32;
+    let mut worst = 0f32;
+    for (a, b) in got.iter().zip(&want) {
+        if a.is_nan() || b.is_nan() {
+            return Ok(f32::NAN);
+        }
+        scale = scale.max(b.abs());
+        worst = worst.max((a - b).abs());
+    }
+    Ok(if scale > 0.0 { worst / scale } else { worst })
+}
+
 /// Whether the fast CPU f32 kernels apply to all of these tensors: f32, on the CPU, and the
 /// portable path not forced. Every other case takes the portable composition of candle ops,
 /// which is the code a GPU runs.
