@@ -230,6 +230,10 @@ pub struct SafetyConfig {
     pub camera_timeout_s: f64,
     /// Bus failures (no reply, corrupt replies) lasting this long hold the arm, s. Default 0.5.
     pub bus_timeout_s: f64,
+    /// Without a keyboard (`--no-keyboard`) nobody can answer a hold after a fault: the arm
+    /// holds where it stopped this long, then torque goes off where it stands. It is never
+    /// moved. s. Default 30.
+    pub unattended_hold_s: f64,
 }
 
 impl Default for SafetyConfig {
@@ -246,6 +250,7 @@ impl Default for SafetyConfig {
             policy_timeout_s: 1.2,
             camera_timeout_s: 1.0,
             bus_timeout_s: 0.5,
+            unattended_hold_s: 30.0,
         }
     }
 }
@@ -480,6 +485,7 @@ impl RuntimeConfig {
         positive("safety.policy_timeout_s", s.policy_timeout_s, 60.0)?;
         positive("safety.camera_timeout_s", s.camera_timeout_s, 60.0)?;
         positive("safety.bus_timeout_s", s.bus_timeout_s, 60.0)?;
+        positive("safety.unattended_hold_s", s.unattended_hold_s, 3600.0)?;
         for (i, v) in s.effort_trip_current_ma.iter().enumerate() {
             positive(&format!("safety.effort_trip_current_ma[{i}]"), *v, 1e6)?;
         }

@@ -130,8 +130,11 @@ pub enum ControlRequest {
     Begin { episode: u64 },
     /// The policy took its last step of `episode`: hold.
     Complete { episode: u64 },
-    /// Park, then stop (as `q`).
+    /// Park, then stop (as `q`); ignored while a hold awaits the operator.
     Shutdown,
+    /// Nobody can answer the hold (no keyboard) and its time is over: torque off where the arm
+    /// stands.
+    Unattended,
     /// Leave the loop (after Shutdown completed, or to give up).
     Exit,
 }
@@ -393,6 +396,9 @@ impl Control {
                 ControlRequest::Shutdown => {
                     self.input(Input::Shutdown, None, now);
                 }
+                ControlRequest::Unattended => {
+                    self.input(Input::Unattended, None, now);
+                }
                 ControlRequest::Exit => return false,
             }
         }
@@ -478,6 +484,14 @@ impl Control {
         }
         match self.arm.set_torque(enabled, None) {
             Ok(()) => self.torque_on = enabled,
+            Err(e @ widowx::driver::DriverError::TorqueOffUnconfirmed { .. }) => {
+                // Every servo but the named ones is off: the arm is no longer held.
+                self.torque_on = false;
+                self.event(ControlEvent::DriverFailed {
+                    what: "torque off",
+                    servo: e.servo(),
+                });
+            }
             Err(e) => {
                 // Torque-off errors from a faulted servo are warnings in the driver; anything
                 // else is reported and the state assumed unchanged.

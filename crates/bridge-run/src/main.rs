@@ -38,7 +38,11 @@ const SIM_FRAME_PX: (u32, u32) = (640, 480);
 #[command(
     name = "bridge-run",
     version,
-    about = "Drive the WidowX 250 toward a goal image with a learned policy, with a keyboard safety override"
+    about = "Drive the WidowX 250 toward a goal image with a learned policy, with a keyboard safety override",
+    after_help = "After a fault or an emergency the arm holds where it stopped until the operator acts \
+(h park, q park and quit, e torque off); with --no-keyboard torque goes off where it stands after \
+safety.unattended_hold_s.\n\nExit codes: 0 every episode ran to its end, 1 other failure, 2 bad input \
+refused before the arm moved, 3 safety fault, 4 emergency stop, 5 operator ended the run early."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -108,7 +112,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             say(&format!("bridge-run: error: {e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
@@ -161,10 +165,16 @@ fn init_tracing() {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
-    let config = RuntimeConfig::load(
+    let config = match RuntimeConfig::load(
         cli.config.as_deref(),
         Some(Path::new(WORKSPACE_CALIBRATION_FILE)),
-    )?;
+    ) {
+        Ok(config) => config,
+        Err(e) => {
+            say(&format!("bridge-run: refused: {e}"));
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+    };
     match &cli.command {
         Some(Command::Config) => {
             print!("{}", config.to_toml());
@@ -408,7 +418,15 @@ fn status_sink() -> Option<bridge_run::monitor::StatusSink> {
         .then(|| Box::new(std::io::stderr()) as bridge_run::monitor::StatusSink)
 }
 
-fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
+/// The checked inputs of a run: everything that can be wrong with them is found before the arm
+/// is touched.
+struct Checked {
+    policy: MqePolicy,
+    goal: GoalImage,
+    rig: Rig,
+}
+
+fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
     if !cli.no_keyboard && !keyboard::has_terminal() {
         bail!(
             "standard input is not a terminal: the keyboard override needs one; pass --no-keyboard to run without it (Ctrl-C and SIGTERM still park)"
@@ -417,7 +435,6 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     if cli.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
-    // Everything that can be wrong with the inputs is found before the arm is touched.
     let policy = load_policy(cli)?;
     let goal_file = goal_path(cli)?;
     let expected_px = if cli.sim && cli.camera_folder.is_none() {
@@ -427,7 +444,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     };
     let goal = GoalImage::load(&goal_file, policy.input_size_px(), expected_px)
         .with_context(|| format!("goal image {}", goal_file.display()))?;
-    let rig = open_rig(cli, &config)?;
+    let rig = open_rig(cli, config)?;
     if let Some(sim) = &rig._sim {
         place_task_blocks(cli, &goal_file, sim)?;
     }
@@ -439,11 +456,23 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
             expected_px
         );
     }
+    Ok(Checked { policy, goal, rig })
+}
+
+fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
+    let Checked { policy, goal, rig } = match check_inputs(cli, &config) {
+        Ok(checked) => checked,
+        Err(e) => {
+            say(&format!("bridge-run: refused: {e:#}"));
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+    };
     let max_steps = config.episode.max_steps;
     let options = RuntimeOptions {
         status_line: status_sink().filter(|_| !cli.no_keyboard),
         ..RuntimeOptions::default()
     };
+    let unattended_hold_s = config.safety.unattended_hold_s;
     let mut runtime = Runtime::start(config, rig.arm, rig.camera, Box::new(policy), options)?;
     watch_signals(runtime.commands())?;
     let keyboard = if cli.no_keyboard {
@@ -452,31 +481,71 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         say(keyboard::HELP);
         Some(Keyboard::start(runtime.commands()).context("starting the keyboard override")?)
     };
-    let outcome = run_episodes(cli, &mut runtime, &goal, max_steps, keyboard.is_some());
+    let end = run_episodes(cli, &mut runtime, &goal, max_steps);
+    let settled = settle_hold(&runtime, keyboard.is_some(), unattended_hold_s);
+    let before_stop = runtime.status().mode;
     let stopped = runtime.park_and_stop();
     drop(keyboard);
-    let faulted = outcome?;
+    let end = end?;
+    settled?;
     stopped?;
-    say("bridge-run: parked, torque off");
-    Ok(if faulted {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    say(match before_stop {
+        Mode::TorqueOff => "bridge-run: torque off where the arm stands (not parked)",
+        _ => "bridge-run: parked, torque off",
+    });
+    Ok(end.exit_code())
 }
 
-/// Runs the episodes; true when one ended on a safety fault.
+/// How a run ended; its exit status tells them apart (README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// Every requested episode ran to its end: 0.
+    Completed,
+    /// The safety supervisor stopped an episode: 3.
+    Fault,
+    /// The operator's emergency stop (e, Esc) ended it: 4.
+    Emergency,
+    /// The operator ended it early (h, q, Ctrl-C, SIGTERM): 5.
+    OperatorAbort,
+}
+
+/// Anything else went wrong (the arm could not be parked, a thread died): 1.
+const EXIT_ERROR: u8 = 1;
+/// Bad input (arguments, configuration, checkpoint, goal), refused before the arm moved: 2.
+const EXIT_REFUSED: u8 = 2;
+
+impl RunEnd {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            RunEnd::Completed => 0,
+            RunEnd::Fault => 3,
+            RunEnd::Emergency => 4,
+            RunEnd::OperatorAbort => 5,
+        })
+    }
+
+    fn of_episode(end: Option<EpisodeEnd>, faulted: bool) -> RunEnd {
+        match end {
+            _ if faulted => RunEnd::Fault,
+            Some(EpisodeEnd::Completed) => RunEnd::Completed,
+            Some(EpisodeEnd::Fault(_)) => RunEnd::Fault,
+            Some(EpisodeEnd::Operator(OperatorCommand::Emergency)) => RunEnd::Emergency,
+            Some(EpisodeEnd::Operator(_)) | None => RunEnd::OperatorAbort,
+        }
+    }
+}
+
+/// Runs the episodes until one does not run to its end.
 fn run_episodes(
     cli: &Cli,
     runtime: &mut Runtime,
     goal: &GoalImage,
     max_steps: usize,
-    keyboard: bool,
-) -> Result<bool> {
+) -> Result<RunEnd> {
     for _ in 0..cli.episodes {
         let report = match runtime.run_episode(goal, max_steps) {
             Ok(report) => report,
-            Err(bridge_run::RunError::Stopped { .. }) => return Ok(false),
+            Err(bridge_run::RunError::Stopped { .. }) => return Ok(RunEnd::OperatorAbort),
             Err(e) => return Err(e.into()),
         };
         say(&report.summary);
@@ -486,33 +555,54 @@ fn run_episodes(
         if let Some(dir) = &report.report_dir {
             say(&format!("  report:    {}", dir.display()));
         }
-        if report.fault.is_some() {
-            return Ok(true);
-        }
-        match report.end {
-            Some(EpisodeEnd::Operator(OperatorCommand::Emergency)) if keyboard => {
-                wait_for_operator(runtime);
-                return Ok(false);
-            }
-            Some(EpisodeEnd::Completed) => {}
-            _ => return Ok(false),
+        let end = RunEnd::of_episode(report.end, report.fault.is_some());
+        if end != RunEnd::Completed {
+            return Ok(end);
         }
     }
-    Ok(false)
+    Ok(RunEnd::Completed)
 }
 
-/// After an emergency the operator decides: e cuts torque, h parks, q parks and quits, space
-/// releases it to a normal hold (then the run ends with a park).
-fn wait_for_operator(runtime: &Runtime) {
-    say("emergency hold: press e again to cut torque, h to park, q to park and quit");
-    loop {
-        let status = runtime.status();
-        if status.quit_requested || matches!(status.mode, Mode::Done | Mode::TorqueOff | Mode::Idle)
-        {
-            return;
+/// After a fault or an emergency the arm holds where it stopped, torque on, and only the
+/// operator moves it on: with a keyboard this waits for h (park), q (park and quit) or e;
+/// without one it holds `unattended_hold_s`, then cuts torque where the arm stands.
+fn settle_hold(runtime: &Runtime, keyboard: bool, unattended_hold_s: f64) -> Result<()> {
+    let status = runtime.status();
+    if !status.mode.awaits_operator() {
+        return Ok(());
+    }
+    let why = status
+        .last_fault
+        .map_or_else(|| "emergency stop".to_string(), |f| f.to_string());
+    let holds = format!("the arm holds where it stopped, torque on ({why})");
+    let awaiting = || runtime.status().mode.awaits_operator();
+    if keyboard {
+        let e = if status.mode == Mode::EmergencyHold {
+            "e: torque off where it stands"
+        } else {
+            "e: emergency freeze"
+        };
+        say(&format!(
+            "bridge-run: {holds}. Only you move it now: h park, q park and quit, {e}"
+        ));
+        while awaiting() {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        return Ok(());
+    }
+    say(&format!(
+        "bridge-run: {holds}; no keyboard: torque goes off where it stands in {unattended_hold_s} s (safety.unattended_hold_s); Ctrl-C parks now"
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(unattended_hold_s);
+    while awaiting() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    if awaiting() {
+        runtime
+            .cut_torque_unattended(Duration::from_secs(5))
+            .context("cutting torque after the unattended hold")?;
+    }
+    Ok(())
 }
 
 fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> Result<ExitCode> {

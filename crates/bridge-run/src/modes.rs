@@ -4,15 +4,20 @@
 //! ```text
 //!          Reset            Reached            Begin
 //!   Idle ─────────▶ MovingToStart ─────▶ Idle ─────────▶ Running ◀──space──▶ Paused
-//!    ▲                                                      │ fault (hold), episode complete
+//!    ▲                                                      │ episode complete
 //!    └──────────────────────────────────────────────────────┘
+//!   fault (hold): ──▶ FaultHold (torque on, where it stopped)
+//!   fault (tracking, bus), e / Esc: ──▶ EmergencyHold (torque on, frozen) ──e / Esc──▶ TorqueOff
 //!   h / q / hardware fault / effort trip: ──▶ Parking ──Reached──▶ Done (torque off)
-//!   e / Esc: ──▶ EmergencyHold (torque on, frozen) ──e / Esc──▶ TorqueOff
+//!   no operator within the unattended-hold time (FaultHold, EmergencyHold): ──▶ TorqueOff
 //! ```
 //!
-//! Holding modes (Idle, Paused) keep torque on and let the operator jog and toggle the gripper.
-//! Nothing but the runtime's `Begin` starts the policy, and only from Idle after a reset; the
-//! runtime cannot move the arm out of EmergencyHold or TorqueOff: only the operator can.
+//! Holding modes (Idle, Paused, FaultHold) keep torque on and let the operator jog and toggle
+//! the gripper. Nothing but the runtime's `Begin` starts the policy, and only from Idle after a
+//! reset. After a fault the arm waits for the operator: the runtime cannot move it out of
+//! FaultHold, EmergencyHold or TorqueOff (its shutdown is ignored there, and space does not
+//! release a hold); h parks, q parks and quits, e cuts torque where the arm stands. Without an
+//! operator the only way out is torque off where it stands ([`Input::Unattended`]), never a move.
 
 use std::fmt;
 
@@ -77,12 +82,14 @@ pub enum Mode {
     Done,
     /// Frozen where it is with torque on (dropping a raised arm is unsafe).
     EmergencyHold,
+    /// Holding where a fault stopped the episode, torque on, until the operator acts.
+    FaultHold,
     /// Torque cut by the operator (second emergency press).
     TorqueOff,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 9] = [
         Mode::Idle,
         Mode::MovingToStart,
         Mode::Running,
@@ -90,6 +97,7 @@ impl Mode {
         Mode::Parking,
         Mode::Done,
         Mode::EmergencyHold,
+        Mode::FaultHold,
         Mode::TorqueOff,
     ];
 
@@ -100,7 +108,13 @@ impl Mode {
 
     /// Whether the operator may jog and toggle the gripper.
     pub fn allows_jog(self) -> bool {
-        matches!(self, Mode::Idle | Mode::Paused)
+        matches!(self, Mode::Idle | Mode::Paused | Mode::FaultHold)
+    }
+
+    /// Whether the arm holds after a fault or an emergency and only the operator may move it
+    /// on: h parks, q parks and quits, e cuts torque.
+    pub fn awaits_operator(self) -> bool {
+        matches!(self, Mode::FaultHold | Mode::EmergencyHold)
     }
 
     /// Whether an episode is under way (the policy drives or will resume).
@@ -117,6 +131,7 @@ impl Mode {
             Mode::Parking => "parking",
             Mode::Done => "done",
             Mode::EmergencyHold => "emergency-hold",
+            Mode::FaultHold => "fault-hold",
             Mode::TorqueOff => "torque-off",
         }
     }
@@ -153,8 +168,12 @@ pub enum Input {
     EpisodeComplete,
     /// The supervisor found a fault.
     Fault(Response),
-    /// The runtime shuts down: park, then stop (as `q`).
+    /// The runtime shuts down: park, then stop (as `q`); ignored while a hold awaits the
+    /// operator.
     Shutdown,
+    /// Nobody can answer a hold (no keyboard) and the configured hold time is over: torque
+    /// off where the arm stands.
+    Unattended,
 }
 
 /// What the control thread must do on a transition.
@@ -263,6 +282,12 @@ impl ModeMachine {
         let mode = self.mode;
         let park = (Parking, Effect::MoveToPark);
         Some(match (mode, input) {
+            // A hold after a fault or an emergency waits for the operator: the runtime's
+            // shutdown does not move the arm, and space does not release it.
+            (FaultHold | EmergencyHold, Input::Shutdown | Input::Operator(Op::TogglePause)) => {
+                return None;
+            }
+            (FaultHold | EmergencyHold, Input::Unattended) => (TorqueOff, Effect::TorqueOff),
             // Stopping: park from any torque-on mode; already parked or limp: just stop.
             (Done | TorqueOff, Input::Operator(Op::Quit) | Input::Shutdown) => (mode, Effect::None),
             (Parking, Input::Operator(Op::Quit | Op::Park) | Input::Shutdown) => {
@@ -271,7 +296,6 @@ impl ModeMachine {
             (_, Input::Operator(Op::Quit | Op::Park) | Input::Shutdown) if mode != Done => park,
             // Emergency: freeze, then cut torque.
             (EmergencyHold, Input::Operator(Op::Emergency)) => (TorqueOff, Effect::TorqueOff),
-            (EmergencyHold, Input::Operator(Op::TogglePause)) => (Idle, Effect::Hold),
             (m, Input::Operator(Op::Emergency)) if m.torque_on() => {
                 (EmergencyHold, Effect::FreezeAtMeasured)
             }
@@ -284,19 +308,22 @@ impl ModeMachine {
             (Running, Input::Operator(Op::TogglePause)) => (Paused, Effect::Hold),
             (Paused, Input::Operator(Op::TogglePause)) => (Running, Effect::None),
             // Holding: the operator may jog and work the gripper.
-            (Idle | Paused, Input::Operator(Op::Jog { axis, positive })) => {
+            (m, Input::Operator(Op::Jog { axis, positive })) if m.allows_jog() => {
                 (mode, Effect::Jog { axis, positive })
             }
-            (Idle | Paused, Input::Operator(Op::ToggleGripper)) => (mode, Effect::ToggleGripper),
+            (m, Input::Operator(Op::ToggleGripper)) if m.allows_jog() => {
+                (mode, Effect::ToggleGripper)
+            }
             (Done | TorqueOff, Input::Operator(Op::RebootFaulted)) => (mode, Effect::RebootFaulted),
-            // Faults: EmergencyHold, TorqueOff and Done are already as safe as it gets.
+            // Faults: EmergencyHold, TorqueOff and Done are already as safe as it gets; a
+            // FaultHold only tightens to an emergency freeze, it never moves by itself.
             (Idle | MovingToStart | Running | Paused, Input::Fault(Response::Hold)) => {
-                (Idle, Effect::Hold)
+                (FaultHold, Effect::Hold)
             }
             (Parking, Input::Fault(Response::Hold)) => (EmergencyHold, Effect::FreezeAtMeasured),
             (Idle | MovingToStart | Running | Paused, Input::Fault(Response::Park)) => park,
             (
-                Idle | MovingToStart | Running | Paused | Parking,
+                Idle | MovingToStart | Running | Paused | Parking | FaultHold,
                 Input::Fault(Response::EmergencyHold),
             ) => (EmergencyHold, Effect::FreezeAtMeasured),
             _ => return None,
@@ -319,6 +346,7 @@ mod tests {
             Input::Fault(Response::Hold),
             Input::Fault(Response::Park),
             Input::Fault(Response::EmergencyHold),
+            Input::Unattended,
         ];
         for op in [
             Op::TogglePause,
@@ -392,19 +420,26 @@ mod tests {
                         "{mode} --{input:?}--> running"
                     );
                 }
-                // Nothing but the operator moves the arm out of EmergencyHold or TorqueOff.
-                if matches!(mode, Mode::EmergencyHold | Mode::TorqueOff) && to != mode {
+                // Out of a hold after a fault, or a limp arm, nothing but the operator moves
+                // the arm: every other input at most freezes it or cuts torque where it stands.
+                if (mode.awaits_operator() || mode == Mode::TorqueOff)
+                    && !matches!(input, Input::Operator(_))
+                {
                     assert!(
-                        matches!(input, Input::Operator(_) | Input::Shutdown),
-                        "{mode} left by {input:?}"
+                        matches!(to, Mode::EmergencyHold | Mode::TorqueOff)
+                            && matches!(effect, Effect::FreezeAtMeasured | Effect::TorqueOff)
+                            || (to == mode && effect == Effect::None),
+                        "{mode} --{input:?}--> {to} ({effect:?})"
                     );
                 }
-                // Torque only goes off through a completed park or the second emergency press.
+                // Torque only goes off through a completed park, the second emergency press, or
+                // an unattended hold running out.
                 if mode.torque_on() && !to.torque_on() {
                     assert!(
                         (mode, input) == (Mode::Parking, Input::Reached)
                             || (mode, input)
-                                == (Mode::EmergencyHold, Input::Operator(Op::Emergency)),
+                                == (Mode::EmergencyHold, Input::Operator(Op::Emergency))
+                            || (mode.awaits_operator() && input == Input::Unattended),
                         "{mode} --{input:?}--> {to}"
                     );
                     assert_eq!(effect, Effect::TorqueOff);
@@ -440,10 +475,12 @@ mod tests {
                 Mode::Parking => assert_eq!((t.to, t.effect), (Mode::Parking, Effect::None)),
                 _ => assert_eq!((t.to, t.effect), (Mode::Parking, Effect::MoveToPark)),
             }
-            assert_eq!(
-                machine_in(mode).handle(Input::Shutdown).map(|t| t.to),
-                Some(t.to)
-            );
+            let shutdown = machine_in(mode).handle(Input::Shutdown).map(|t| t.to);
+            if mode.awaits_operator() {
+                assert_eq!(shutdown, None, "the runtime's shutdown moved a {mode} arm");
+            } else {
+                assert_eq!(shutdown, Some(t.to));
+            }
         }
         // h re-powers a limp arm only when the operator asks for it.
         assert_eq!(
@@ -458,7 +495,7 @@ mod tests {
         for mode in [Mode::Running, Mode::Paused] {
             let mut m = machine_in(mode);
             let t = m.handle(Input::Fault(Response::Hold)).unwrap();
-            assert_eq!((t.to, t.effect), (Mode::Idle, Effect::Hold));
+            assert_eq!((t.to, t.effect), (Mode::FaultHold, Effect::Hold));
             assert_eq!(t.episode_end, Some(EpisodeEnd::Fault(Response::Hold)));
             let t = machine_in(mode)
                 .handle(Input::Fault(Response::Park))
@@ -507,7 +544,12 @@ mod tests {
 
     #[test]
     fn the_runtime_cannot_start_what_the_operator_stopped() {
-        for mode in [Mode::EmergencyHold, Mode::TorqueOff, Mode::Parking] {
+        for mode in [
+            Mode::EmergencyHold,
+            Mode::FaultHold,
+            Mode::TorqueOff,
+            Mode::Parking,
+        ] {
             assert_eq!(after(mode, Input::Reset), None, "{mode}");
             assert_eq!(after(mode, Input::Begin), None, "{mode}");
         }
@@ -516,10 +558,47 @@ mod tests {
             after(Mode::Done, Input::Reset),
             Some((Mode::MovingToStart, Effect::MoveToStart))
         );
+    }
+
+    #[test]
+    fn a_hold_after_a_fault_waits_for_the_operator() {
+        for mode in [Mode::FaultHold, Mode::EmergencyHold] {
+            // Neither the runtime's shutdown nor space moves or releases it.
+            assert_eq!(after(mode, Input::Shutdown), None, "{mode}");
+            assert_eq!(
+                after(mode, Input::Operator(Op::TogglePause)),
+                None,
+                "{mode}"
+            );
+            // The operator decides: h parks, q parks and quits, e freezes or cuts torque.
+            assert_eq!(
+                after(mode, Input::Operator(Op::Park)),
+                Some((Mode::Parking, Effect::MoveToPark))
+            );
+            let mut m = machine_in(mode);
+            assert_eq!(
+                m.handle(Input::Operator(Op::Quit)).map(|t| t.to),
+                Some(Mode::Parking)
+            );
+            assert!(m.quit_requested());
+            // Nobody there: torque off where it stands.
+            assert_eq!(
+                after(mode, Input::Unattended),
+                Some((Mode::TorqueOff, Effect::TorqueOff))
+            );
+        }
         assert_eq!(
-            after(Mode::EmergencyHold, Input::Operator(Op::TogglePause)),
-            Some((Mode::Idle, Effect::Hold))
+            after(Mode::FaultHold, Input::Operator(Op::Emergency)),
+            Some((Mode::EmergencyHold, Effect::FreezeAtMeasured))
         );
+        assert_eq!(
+            after(Mode::EmergencyHold, Input::Operator(Op::Emergency)),
+            Some((Mode::TorqueOff, Effect::TorqueOff))
+        );
+        // Unattended means nothing outside a hold.
+        for mode in [Mode::Idle, Mode::Running, Mode::Parking, Mode::Done] {
+            assert_eq!(after(mode, Input::Unattended), None, "{mode}");
+        }
     }
 
     #[test]

@@ -329,6 +329,10 @@ pub fn describe(event: &ControlEvent) -> String {
                 (Input::EpisodeComplete, None) => "the policy took its last step".to_string(),
                 (Input::Reached, None) => "planned move arrived".to_string(),
                 (Input::Fault(response), None) => format!("fault ({response:?})"),
+                (Input::Unattended, None) => {
+                    "no operator: the unattended hold ran out, torque off where it stands"
+                        .to_string()
+                }
             };
             let mut text = if transition.from == transition.to {
                 format!("mode {} ({cause}): {:?}", transition.to, transition.effect)

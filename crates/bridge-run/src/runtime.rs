@@ -575,9 +575,67 @@ impl Runtime {
         self.shutdown()
     }
 
+    /// No operator can answer a hold after a fault (no keyboard) and the configured hold time
+    /// is over: cut torque where the arm stands (the only way out that does not move it). Waits
+    /// until the control thread reports torque off, at most `timeout`.
+    pub fn cut_torque_unattended(&self, timeout: Duration) -> Result<(), RunError> {
+        self.check_control_alive()?;
+        let _ = self.requests.send(ControlRequest::Unattended);
+        let deadline = Instant::now() + timeout;
+        while self.status().mode != Mode::TorqueOff {
+            if Instant::now() > deadline || self.check_control_alive().is_err() {
+                return Err(RunError::NotParked {
+                    reason: format!(
+                        "torque could not be cut: the arm is in mode {}",
+                        self.status().mode
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.note(
+            "runtime",
+            "no operator: torque off where the arm stands (not parked)".to_string(),
+            true,
+        );
+        Ok(())
+    }
+
+    /// The operator's `h`, for a harness that plays the operator (the simulator's evaluation):
+    /// parks from a hold after a fault, and waits until parked, at most `timeout`.
+    pub fn park_as_operator(&self, timeout: Duration) -> Result<(), RunError> {
+        self.check_control_alive()?;
+        let _ = self.commands().send(OperatorCommand::Park);
+        let deadline = Instant::now() + timeout;
+        while self.status().mode != Mode::Done {
+            self.check_control_alive()?;
+            if Instant::now() > deadline {
+                return Err(RunError::Timeout {
+                    what: "parking",
+                    timeout_s: timeout.as_secs_f64(),
+                    mode: self.status().mode,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     fn shutdown(&mut self) -> Result<(), RunError> {
         let mut result = Ok(());
-        if self.threads.control.is_some() {
+        let status = self.status();
+        if self.threads.control.is_some() && status.mode.awaits_operator() {
+            // After a fault only the operator moves the arm: leave it holding, torque on.
+            let why = status
+                .last_fault
+                .map_or_else(String::new, |f| format!(" after: {f}"));
+            let text = format!(
+                "not parked: the arm holds where it stopped with torque on ({}{why}); only the operator moves it",
+                status.mode
+            );
+            self.note("runtime", text.clone(), true);
+            result = Err(RunError::NotParked { reason: text });
+        } else if self.threads.control.is_some() {
             let _ = self.requests.send(ControlRequest::Shutdown);
             let deadline = Instant::now() + PARK_TIMEOUT;
             let status = loop {
@@ -601,6 +659,8 @@ impl Runtime {
             } else {
                 self.note("runtime", format!("stopped in mode {}", status.mode), false);
             }
+        }
+        if self.threads.control.is_some() {
             let _ = self.requests.send(ControlRequest::Exit);
             if let Some(handle) = self.threads.control.take()
                 && handle.join().is_err()

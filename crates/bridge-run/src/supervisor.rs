@@ -111,10 +111,12 @@ impl Fault {
 
     fn what_happens(&self) -> &'static str {
         match self.response() {
-            Response::Hold => "holding position (torque on); the episode is stopped",
+            Response::Hold => {
+                "the episode is stopped, holding where it is (torque on) until the operator acts: h park, q park and quit, e emergency freeze"
+            }
             Response::Park => "parking in the sleep pose, then torque off",
             Response::EmergencyHold => {
-                "emergency hold (torque on); press e again to cut torque, h to park, q to park and quit"
+                "emergency hold (torque on) until the operator acts: e torque off where it stands, h park, q park and quit"
             }
         }
     }
@@ -653,7 +655,10 @@ mod tests {
         );
         let nan = Fault::NonFiniteAction { index: 3 };
         assert_eq!(nan.response(), Response::Hold);
-        assert!(nan.to_string().contains("holding position"));
+        assert!(
+            nan.to_string()
+                .contains("holding where it is (torque on) until the operator acts")
+        );
         assert_eq!(
             clamp_to_limits(&[0.0, -3.0, 3.0, 0.0, 0.0, 0.0])[1],
             ARM_JOINT_LIMITS[1].min_rad

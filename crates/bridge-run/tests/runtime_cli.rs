@@ -60,7 +60,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(
         out.contains("small.png") && out.contains("320x240") && out.contains("640x480"),
         "{out}"
@@ -77,7 +77,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(
         out.contains("goal.png") && out.contains("PNG or JPEG"),
         "{out}"
@@ -104,7 +104,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(out.contains("model.obs") && out.contains("pixels"), "{out}");
 
     let output = bridge_run(dir.path())
@@ -113,7 +113,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(
         out.contains("no checkpoint at") && out.contains("nowhere"),
         "{out}"
@@ -125,7 +125,7 @@ fn without_a_terminal_it_refuses_to_start_unless_told() {
     let dir = tempfile::tempdir().unwrap();
     let output = bridge_run(dir.path()).args(["--sim"]).output().unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(
         out.contains("not a terminal") && out.contains("--no-keyboard"),
         "{out}"
@@ -160,7 +160,7 @@ fn config_prints_the_resolved_configuration_and_rejects_unknown_keys() {
         .output()
         .unwrap();
     let out = text(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
     assert!(
         out.contains("bad.toml") && out.contains("max_speed"),
         "{out}"
@@ -217,7 +217,8 @@ fn a_sim_run_completes_and_sigterm_parks_before_exit() {
     let started = Instant::now();
     let output = child.wait_with_output().unwrap();
     let out = text(&output);
-    assert!(output.status.success(), "{out}");
+    // Parked, but the run ended early: exit code 5 (operator abort), not 0.
+    assert_eq!(output.status.code(), Some(5), "{out}");
     assert!(started.elapsed() < Duration::from_secs(30));
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
@@ -226,4 +227,45 @@ fn a_sim_run_completes_and_sigterm_parks_before_exit() {
     );
     assert!(log.contains("mode parking -> done"), "{log}");
     assert!(out.contains("parked, torque off"), "{out}");
+}
+
+#[test]
+fn without_a_keyboard_a_fault_holds_then_cuts_torque_where_the_arm_stands_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny_checkpoint(dir.path());
+    let goal = png(dir.path(), "goal.png", 640, 480);
+    let config = fast_config(dir.path(), 50);
+    // Any motion is a tracking fault; nobody answers the hold for 1 s.
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.push_str("[safety]\nmax_tracking_error_rad = 0.002\nunattended_hold_s = 1.0\n");
+    std::fs::write(&config, text_config).unwrap();
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--goal")
+        .arg(&goal)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(3), "a safety fault: {out}");
+    assert!(
+        out.contains("the arm holds where it stopped, torque on (")
+            && out.contains("from its setpoint"),
+        "{out}"
+    );
+    assert!(
+        out.contains("torque off where the arm stands (not parked)"),
+        "{out}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(
+        log.contains("-> torque-off (no operator: the unattended hold ran out"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("-> parking"),
+        "the arm was moved after the fault: {log}"
+    );
 }

@@ -89,7 +89,7 @@ fn a_stalled_camera_holds_the_arm() {
         "{report:#?}"
     );
     assert_eq!(report.fault.map(|f| f.kind()), Some("camera-timeout"));
-    assert_eq!(report.final_mode, Mode::Idle);
+    assert_eq!(report.final_mode, Mode::FaultHold);
     // Holding: torque on, and the arm stays where it stopped.
     let before = rig.virtual_arm().joint_positions_rad();
     std::thread::sleep(Duration::from_millis(300));
@@ -107,7 +107,14 @@ fn a_stalled_camera_holds_the_arm() {
         "{log}"
     );
     stall.store(false, Ordering::Relaxed);
-    runtime.park_and_stop().unwrap();
+    // The runtime's own shutdown leaves the arm holding, torque on, and says so.
+    let err = runtime.park_and_stop().unwrap_err().to_string();
+    assert!(
+        err.contains("not parked: the arm holds where it stopped with torque on")
+            && err.contains("camera stalled"),
+        "{err}"
+    );
+    assert!(torque_on(&rig, 4));
 }
 
 #[test]
@@ -131,7 +138,7 @@ fn a_vanished_port_leaves_the_servos_holding_and_says_so() {
     assert_told(&report, &log, "servo bus lost");
     let err = runtime.park_and_stop().unwrap_err().to_string();
     assert!(
-        err.contains("could not be parked") && err.contains("bus lost"),
+        err.contains("not parked: the arm holds where it stopped") && err.contains("bus lost"),
         "{err}"
     );
 }
@@ -205,7 +212,7 @@ fn a_nan_action_holds_the_arm() {
         "{report:#?}"
     );
     assert_eq!(report.fault.map(|f| f.kind()), Some("non-finite-action"));
-    assert_eq!(report.final_mode, Mode::Idle);
+    assert_eq!(report.final_mode, Mode::FaultHold);
     assert!(torque_on(&rig, 2));
     let log = log_text(&config);
     assert_told(&report, &log, "non-finite action (component 2");
@@ -216,6 +223,10 @@ fn a_nan_action_holds_the_arm() {
             .unwrap();
     assert_eq!(trajectory.actions.len(), 3);
     assert!(trajectory.actions.iter().flatten().all(|a| a.is_finite()));
+    // The operator parks; then the runtime stops cleanly.
+    runtime.commands().send(OperatorCommand::Park).unwrap();
+    let watch = runtime.status_watch();
+    assert!(wait_for(Duration::from_secs(20), || watch.get().mode == Mode::Done));
     runtime.park_and_stop().unwrap();
 }
 
@@ -237,12 +248,79 @@ fn a_policy_too_slow_holds_the_arm() {
         "{report:#?}"
     );
     assert_eq!(report.fault.map(|f| f.kind()), Some("policy-timeout"));
-    assert_eq!(report.final_mode, Mode::Idle);
+    assert_eq!(report.final_mode, Mode::FaultHold);
     assert!(torque_on(&rig, 2));
     assert_told(
         &report,
         &log_text(&config),
         "policy too slow: no action for",
     );
+    // Nobody answers (no keyboard): torque off where it stands, nothing moves.
+    let before = rig.virtual_arm().joint_positions_rad();
+    runtime
+        .cut_torque_unattended(Duration::from_secs(5))
+        .unwrap();
+    assert!((1..=9).all(|id| !torque_on(&rig, id)));
+    let after = rig.virtual_arm().joint_positions_rad();
+    assert!(
+        (0..6).all(|i| (before[i] - after[i]).abs() < 0.02),
+        "{before:?} {after:?}"
+    );
+    assert!(log_text(&config).contains("the unattended hold ran out, torque off where it stands"));
     runtime.park_and_stop().unwrap();
+}
+
+/// The goal position register of every servo of the arm.
+fn goal_ticks(rig: &SimRig) -> Vec<Option<i64>> {
+    (1..=9)
+        .map(|id| rig.virtual_arm().register(id, &reg::GOAL_POSITION))
+        .collect()
+}
+
+#[test]
+fn after_a_tracking_fault_no_goal_position_changes_until_the_operator_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    // Any motion is a tracking error: the fault comes while the policy drives.
+    config.safety.max_tracking_error_rad = 0.002;
+    let (rig, runtime, report) = episode_with_fault(
+        config.clone(),
+        SyntheticCamera::new(15.0),
+        ScriptedPolicy::constant([0.03, 0.0, 0.03, 0.0, 0.0, 0.0, 1.0]),
+        |_, _| {},
+    );
+    assert_eq!(
+        report.fault.map(|f| f.kind()),
+        Some("tracking"),
+        "{report:#?}"
+    );
+    assert_eq!(report.final_mode, Mode::EmergencyHold);
+    // The freeze itself writes the measured pose as the goal on the fault's tick; from two
+    // control ticks later on, nothing may write a goal again.
+    let watch = runtime.status_watch();
+    let fault_tick = watch.get().ticks;
+    assert!(wait_for(Duration::from_secs(2), || watch.get().ticks
+        >= fault_tick + 2));
+    let held = goal_ticks(&rig);
+    // The runtime goes on for 5 s, then shuts down: not one goal position may change.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        assert_eq!(
+            goal_ticks(&rig),
+            held,
+            "a goal changed after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = runtime.park_and_stop().unwrap_err().to_string();
+    assert!(
+        err.contains("not parked") && err.contains("from its setpoint"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(goal_ticks(&rig), held, "the shutdown moved the arm");
+    assert!((1..=8).all(|id| torque_on(&rig, id)));
+    let log = log_text(&config);
+    assert!(!log.contains("-> parking"), "{log}");
 }

@@ -96,6 +96,8 @@ pub(crate) struct Arm {
     units: Vec<Unit>,
     joints: Vec<JointPlant>,
     epoch: Instant,
+    /// IDs cut off the bus (a loose daisy-chain cable): they hear nothing and answer nothing.
+    disconnected: Vec<u8>,
 }
 
 impl Arm {
@@ -139,6 +141,7 @@ impl Arm {
             units,
             joints,
             epoch,
+            disconnected: Vec::new(),
         };
         arm.refresh(epoch);
         for index in 0..arm.units.len() {
@@ -250,6 +253,15 @@ impl Arm {
         goal_shaft - shaft_ticks
     }
 
+    /// Cuts servo `id` off the bus (or reconnects it): it keeps its state and motion but hears
+    /// no instruction and sends no reply.
+    pub fn set_disconnected(&mut self, id: u8, disconnected: bool) {
+        self.disconnected.retain(|&d| d != id);
+        if disconnected {
+            self.disconnected.push(id);
+        }
+    }
+
     /// Executes one instruction packet; returns the status packets to send, in order.
     /// Servos whose Baud_Rate differs from `line_bps` (when known) hear only noise.
     pub fn handle(&mut self, packet: &Packet, now: Instant, line_bps: Option<u32>) -> Vec<Reply> {
@@ -258,6 +270,7 @@ impl Arm {
             .filter(|&i| {
                 line_bps
                     .is_none_or(|bps| baud_rate_bps(self.units[i].servo.baud_raw()) == Some(bps))
+                    && !self.disconnected.contains(&self.units[i].servo.id())
             })
             .collect();
         let mut replies = Vec::new();

@@ -179,6 +179,12 @@ impl VirtualArm {
         self.shared.arm().inject_overload(id, Instant::now());
     }
 
+    /// Cuts servo `id` off the bus, as a loose daisy-chain cable would (or reconnects it): it
+    /// hears no instruction, broadcasts included, and sends no reply.
+    pub fn set_disconnected(&self, id: u8, disconnected: bool) {
+        self.shared.arm().set_disconnected(id, disconnected);
+    }
+
     /// Fraction of status packets not sent (0..=1).
     pub fn set_reply_drop_rate(&self, rate: f64) {
         self.shared.set_drop_rate(rate);

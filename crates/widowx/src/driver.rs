@@ -539,7 +539,15 @@ impl Arm {
     /// Turns torque on or off for servo `id`, or for every configured servo (each by its own
     /// ID). Before torque-on each position-mode servo's goal is set to where it is, so it holds
     /// still instead of jumping to a stale goal.
+    ///
+    /// Torque off for every servo goes out as one SYNC_WRITE, so that a servo that does not
+    /// answer cannot leave the ones after it powered; each servo is then read back and, if it
+    /// did not confirm, written once more on its own. The error names every servo that still
+    /// did not confirm; all the others are off.
     pub fn set_torque(&mut self, enabled: bool, id: Option<u8>) -> Result<(), DriverError> {
+        if !enabled && id.is_none() {
+            return self.torque_off_everywhere();
+        }
         let ids: Vec<u8> = match id {
             Some(id) => vec![self.servo_config(id)?.id],
             None => self.firmware.servos.iter().map(|s| s.id).collect(),
@@ -548,6 +556,44 @@ impl Arm {
             self.set_servo_torque(id, enabled)?;
         }
         Ok(())
+    }
+
+    fn torque_off_everywhere(&mut self) -> Result<(), DriverError> {
+        let ids: Vec<u8> = self.firmware.servos.iter().map(|s| s.id).collect();
+        let off: Vec<SyncWriteData<[u8; 1]>> = ids
+            .iter()
+            .map(|&motor_id| SyncWriteData {
+                motor_id,
+                data: [0],
+            })
+            .collect();
+        if let Err(e) = self.link.sync_write(reg::TORQUE_ENABLE.address, &off) {
+            // The read-back below finds out which servos took it; each is retried on its own.
+            tracing::warn!("torque off by SYNC_WRITE failed ({e}); writing each servo");
+        }
+        let mut unconfirmed = Vec::new();
+        for id in ids {
+            let servo = self.servo_ref(id);
+            let confirmed = self.torque_reads_off(servo)
+                || (self.set_servo_torque(id, false).is_ok() && self.torque_reads_off(servo));
+            if confirmed {
+                self.torque_commanded.insert(id, false);
+            } else {
+                unconfirmed.push(servo);
+            }
+        }
+        if unconfirmed.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::TorqueOffUnconfirmed {
+                servos: unconfirmed,
+            })
+        }
+    }
+
+    fn torque_reads_off(&mut self, servo: ServoRef) -> bool {
+        self.read_raw(servo, &reg::TORQUE_ENABLE)
+            .is_ok_and(|value| value == 0)
     }
 
     fn set_servo_torque(&mut self, id: u8, enabled: bool) -> Result<(), DriverError> {

@@ -258,3 +258,49 @@ fn overload_is_reported_by_servo_and_cleared_by_reboot() {
             .all(|(_, e)| e.is_empty())
     );
 }
+
+#[test]
+fn torque_off_with_one_silent_servo_names_it_and_leaves_no_other_servo_on() {
+    let sim = sim();
+    let mut arm = connect(&sim, DriverConfig::default());
+    arm.set_torque(true, None).unwrap();
+    let ids: Vec<u8> = FirmwareConfig::wx250s()
+        .servos
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|&id| sim.register(id, &reg::TORQUE_ENABLE) == Some(1))
+    );
+    // Servo 5 falls off the bus (a loose cable). The servos after it in ID order must still
+    // get the torque-off.
+    sim.set_disconnected(5, true);
+    let err = arm.set_torque(false, None).unwrap_err();
+    match &err {
+        DriverError::TorqueOffUnconfirmed { servos } => {
+            assert_eq!(servos.iter().map(|s| s.id).collect::<Vec<_>>(), vec![5]);
+        }
+        other => panic!("expected TorqueOffUnconfirmed, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("servo 5") && text.contains("every other servo is off"),
+        "{text}"
+    );
+    for &id in &ids {
+        let expected = if id == 5 { Some(1) } else { Some(0) };
+        assert_eq!(
+            sim.register(id, &reg::TORQUE_ENABLE),
+            expected,
+            "servo {id}"
+        );
+    }
+    // Back on the bus: the next torque-off reaches it too.
+    sim.set_disconnected(5, false);
+    arm.set_torque(false, None).unwrap();
+    assert!(
+        ids.iter()
+            .all(|&id| sim.register(id, &reg::TORQUE_ENABLE) == Some(0))
+    );
+}

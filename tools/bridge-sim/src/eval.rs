@@ -16,6 +16,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bridge_run::policy::{GoalImage, MqePolicy, Policy};
@@ -260,6 +261,13 @@ impl WorkerContext<'_> {
         let grasps_before = rig.scene().grasp_counts();
         let report = runtime.run_episode(&goal, self.args.steps_per_block * moved)?;
         let outcome = task.outcome(&rig.scene().scene());
+        if runtime.status().mode.awaits_operator() {
+            // After a fault the runtime holds and waits for the operator; the evaluation plays
+            // the operator and parks, so that the next episode starts from the parked arm.
+            runtime
+                .park_as_operator(Duration::from_secs(60))
+                .context("parking after a fault, as the operator")?;
+        }
         let grasped = grasped_blocks(rig.scene(), &grasps_before);
         let keep_report = job.episode < self.args.reports_per_task;
         if !keep_report && let Some(dir) = &report.report_dir {

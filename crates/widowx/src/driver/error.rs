@@ -192,6 +192,11 @@ pub enum DriverError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(
+        "torque off not confirmed by {}; every other servo is off",
+        .servos.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    TorqueOffUnconfirmed { servos: Vec<ServoRef> },
 }
 
 fn describe_faults(faults: &Option<HardwareErrors>) -> String {
@@ -224,6 +229,7 @@ impl DriverError {
             | DriverError::GoalOutOfRange { servo, .. }
             | DriverError::RebootTimeout { servo, .. } => Some(*servo),
             DriverError::Calibration { shadow, .. } => Some(*shadow),
+            DriverError::TorqueOffUnconfirmed { servos } => servos.first().copied(),
             _ => None,
         }
     }

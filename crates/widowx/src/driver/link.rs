@@ -380,10 +380,10 @@ impl Link {
     }
 
     /// SYNC_WRITE of `count` bytes at `address`; servos do not reply.
-    pub fn sync_write<const N: usize, const COUNT: usize>(
+    pub fn sync_write<const COUNT: usize>(
         &mut self,
         address: u16,
-        data: &[SyncWriteData<[u8; COUNT]>; N],
+        data: &[SyncWriteData<[u8; COUNT]>],
     ) -> Result<(), DriverError> {
         self.bus
             .sync_write(address, COUNT as u16, data)
