@@ -81,7 +81,6 @@ struct Cli {
     /// Replay this image folder (or a recording's images0) as the camera.
     #[arg(long, global = true)]
     camera_folder: Option<PathBuf>,
-    /// Where the policy runs.
     /// Where the policy runs: auto (a usable GPU, else the CPU), cpu or cuda.
     #[arg(long, global = true, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
