@@ -5,7 +5,7 @@
 //! `bridge-data` sampler ([`data`]), batches drawn ahead on background threads ([`loader`]),
 //! progress, metrics, validation, checkpoints and exact resume; [`prepare`], which turns
 //! BridgeData sources into the memory-mapped training cache of `bridge_data::cache`; the `bench`
-//! timings ([`bench`]); and [`maze`], a small U-maze where far goals need stitching, used by the
+//! timings ([`mod@bench`]); and [`maze`], a small U-maze where far goals need stitching, used by the
 //! learning test.
 //! What it is not for: the method itself (crate `mqe`), reading datasets and sampling batches
 //! (crate `bridge-data`), or running a policy on a robot (`bridge-run`, `policy-server`).

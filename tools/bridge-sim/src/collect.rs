@@ -56,7 +56,7 @@ const MIN_TIME_SCALE: f64 = 0.4;
 
 #[derive(Debug, clap::Args)]
 pub struct CollectArgs {
-    /// Root of the recording; episodes go to OUT/<task>/00/<date_time>/raw/traj_group<k>/traj<i>.
+    /// Root of the recording; episodes go to `OUT/<task>/00/<date_time>/raw/traj_group<k>/traj<i>`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of episodes.

@@ -439,7 +439,7 @@ fn conv_backward(x: &[f32], weight: &[f32], grad: &[f32], d: &ConvDims, want_dx:
 ///
 /// f32 CPU tensors use im2col / col2im on gemm, parallel over the batch, with a backward pass to
 /// input, weight and bias. Every other case (other devices and dtypes, or the portable path
-/// forced, see [`super::force_portable_ops`]) takes [`portable_conv`].
+/// forced, see [`super::force_portable_ops`]) takes the portable im2col composition of candle ops.
 pub fn conv2d_same(x: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let d = ConvDims::check(x.dims(), weight.dims(), bias.dims())?;
     if !fast_path(&[x, weight, bias]) {

@@ -201,7 +201,7 @@ fn pairwise_grads(
 /// (64 MiB of f32): at the published sizes (E 2, B 256, D 512) that is 64 columns per chunk.
 pub const MRN_CHUNK_ELEMENTS: usize = 1 << 24;
 
-/// MRN quasimetric over all pairs: x `[E,B,D]`, y `[E,M,D]` -> `[E,B,M]`, entry (e, i, j) = d(x[e,i], y[e,j]).
+/// MRN quasimetric over all pairs: x `[E,B,D]`, y `[E,M,D]` -> `[E,B,M]`, entry (e, i, j) = `d(x[e,i], y[e,j])`.
 ///
 /// f32 CPU tensors run fused loops in parallel (forward and backward to both x and y) and never
 /// materialise the `[E,B,M,D]` differences; every other case takes [`mrn_pairwise_chunked`] with

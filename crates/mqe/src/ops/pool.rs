@@ -204,8 +204,8 @@ impl CustomOp1 for MaxPoolBackward {
 /// row-major window order; ties are common (flat image regions, ReLU zeros).
 ///
 /// f32 CPU tensors take the fast kernel; every other case (other devices and dtypes, or the
-/// portable path forced, see [`super::force_portable_ops`]) the portable composition
-/// [`portable_max_pool`], with the same outputs and gradients.
+/// portable path forced, see [`super::force_portable_ops`]) the portable composition of candle
+/// ops, with the same outputs and gradients.
 pub fn max_pool_3x3_s2_same(x: &Tensor) -> candle_core::Result<Tensor> {
     let d = PoolDims::new(x.dims())?;
     if fast_path(&[x]) {

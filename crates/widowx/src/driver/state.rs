@@ -55,7 +55,7 @@ impl std::fmt::Display for Effort {
     }
 }
 
-/// The state of the seven masters in [`Joint::ALL`] order (six arm joints, then the gripper).
+/// The state of the seven masters in [`crate::joints::Joint::ALL`] order (six arm joints, then the gripper).
 /// The gripper's position is its motor angle in rad.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct JointState {
