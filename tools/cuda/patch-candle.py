@@ -15,7 +15,7 @@ The copies change exactly that (the rest is the published crate, byte for byte):
 
 A link succeeds only if nothing we link calls the MoE launchers (the linker drops the unused
 functions that reference them), so a finished build is the proof that they are not needed.
-The same change is proposed upstream (huggingface/candle issue 3900).
+The same change is under discussion upstream (huggingface/candle issue 3900, open).
 
 usage: patch-candle.py OUT_DIR   prints the two crate folders, one per line
 """
