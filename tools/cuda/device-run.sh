@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's one script: checks and measures the CUDA build there, writing everything to
 # the folder named by $OUT (or the first argument). Run from the repository root; that machine
-# has no Rust, so the binaries come prebuilt (tools/cuda/build.sh) in BIN_DIR.
+# has no Rust, so the binaries come prebuilt (tools/cuda/build.sh) in BIN_DIR: bridge-train and
+# policy-server.
 #
 #   usage: BIN_DIR=target/cuda/gpu-bin tools/cuda/device-run.sh [OUT_DIR]
 #   extra: CACHE=DIR (a training cache: adds a timed pixel training run, step e)
@@ -46,7 +47,9 @@ export LD_LIBRARY_PATH="${libs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 note "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$summary"
 
-for b in bridge-train bridge-run policy-server; do
+# bridge-run is not needed here: the device tool carries at most 64 MiB, and the three release
+# binaries together are 65 MiB (bridge-train 27 MB, policy-server 18 MB, bridge-run 23 MB).
+for b in bridge-train policy-server; do
     if [ ! -x "$bin/$b" ]; then
         note "device-run: $bin/$b is missing; build with tools/cuda/build.sh and carry it"
         exit 2
