@@ -581,18 +581,7 @@ impl Runtime {
     pub fn cut_torque_unattended(&self, timeout: Duration) -> Result<(), RunError> {
         self.check_control_alive()?;
         let _ = self.requests.send(ControlRequest::Unattended);
-        let deadline = Instant::now() + timeout;
-        while self.status().mode != Mode::TorqueOff {
-            if Instant::now() > deadline || self.check_control_alive().is_err() {
-                return Err(RunError::NotParked {
-                    reason: format!(
-                        "torque could not be cut: the arm is in mode {}",
-                        self.status().mode
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_for_mode(Mode::TorqueOff, "cutting torque", timeout)?;
         self.note(
             "runtime",
             "no operator: torque off where the arm stands (not parked)".to_string(),
@@ -606,12 +595,22 @@ impl Runtime {
     pub fn park_as_operator(&self, timeout: Duration) -> Result<(), RunError> {
         self.check_control_alive()?;
         let _ = self.commands().send(OperatorCommand::Park);
+        self.wait_for_mode(Mode::Done, "parking", timeout)
+    }
+
+    /// Waits until the control thread reports `mode`; a timeout names `what` did not finish.
+    fn wait_for_mode(
+        &self,
+        mode: Mode,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<(), RunError> {
         let deadline = Instant::now() + timeout;
-        while self.status().mode != Mode::Done {
+        while self.status().mode != mode {
             self.check_control_alive()?;
             if Instant::now() > deadline {
                 return Err(RunError::Timeout {
-                    what: "parking",
+                    what,
                     timeout_s: timeout.as_secs_f64(),
                     mode: self.status().mode,
                 });

@@ -167,21 +167,26 @@ fn config_prints_the_resolved_configuration_and_rejects_unknown_keys() {
     );
 }
 
+/// `bridge-run --sim --no-keyboard` with this checkpoint, goal and configuration, to its end.
+fn sim_run(dir: &Path, checkpoint: &Path, goal: &Path, config: &Path) -> std::process::Output {
+    bridge_run(dir)
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(checkpoint)
+        .arg("--goal")
+        .arg(goal)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_sim_run_completes_and_sigterm_parks_before_exit() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny_checkpoint(dir.path());
     let goal = png(dir.path(), "goal.png", 640, 480);
     let config = fast_config(dir.path(), 3);
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--goal")
-        .arg(&goal)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let output = sim_run(dir.path(), &checkpoint, &goal, &config);
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("episode 1: 3 steps, completed"), "{out}");
@@ -239,15 +244,7 @@ fn without_a_keyboard_a_fault_holds_then_cuts_torque_where_the_arm_stands_and_ex
     let mut text_config = std::fs::read_to_string(&config).unwrap();
     text_config.push_str("[safety]\nmax_tracking_error_rad = 0.002\nunattended_hold_s = 1.0\n");
     std::fs::write(&config, text_config).unwrap();
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--goal")
-        .arg(&goal)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let output = sim_run(dir.path(), &checkpoint, &goal, &config);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(3), "a safety fault: {out}");
     assert!(

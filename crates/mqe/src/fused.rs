@@ -8,14 +8,12 @@
 //! path is forced ([`crate::ops::force_portable_ops`]), take composed candle ops instead.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Shape, Tensor};
+
+use crate::ops::fast_path;
 use rayon::prelude::*;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
-
-fn fast(ts: &[&Tensor]) -> bool {
-    crate::ops::fast_path(ts)
-}
 
 /// Views `x` as `[G, N, H]` and `p` as `[G, 1, H]`, the shapes the composed fallback needs.
 fn grouped(x: &Tensor, p: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
@@ -44,7 +42,7 @@ fn sum_rows_like(t: &Tensor, p: &Tensor) -> candle_core::Result<Tensor> {
 
 /// `x + bias` (bias per group row), differentiable in both, with the bias gradient on gemm.
 pub fn bias_add(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    if !fast(&[x, bias]) {
+    if !fast_path(&[x, bias]) {
         let (x3, b3) = grouped(x, bias)?;
         return x3.broadcast_add(&b3)?.reshape(x.shape());
     }
@@ -96,7 +94,7 @@ impl CustomOp2 for BiasAdd {
 
 /// `gelu_tanh(x + bias)`, differentiable in both.
 pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
-    if !fast(&[x, bias]) {
+    if !fast_path(&[x, bias]) {
         let (x3, b3) = grouped(x, bias)?;
         return x3.broadcast_add(&b3)?.gelu()?.reshape(x.shape());
     }
@@ -111,7 +109,7 @@ pub fn layer_norm_affine(
     bias: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
-    if !fast(&[x, scale, bias]) {
+    if !fast_path(&[x, scale, bias]) {
         let (x3, s3) = grouped(x, scale)?;
         let (_, b3) = grouped(x, bias)?;
         let centred = x3.broadcast_sub(&x3.mean_keepdim(D::Minus1)?)?;
