@@ -159,6 +159,10 @@ pub struct CacheSettings {
     pub recompute_actions: String,
     /// How the pre-2021-07-23 camera lag was handled ("auto", "correct", "keep").
     pub camera_lag: String,
+    /// The region `[x, y, width, height]` of each frame, in its pixels, squashed to `size_px`
+    /// (`camera::preprocess::Crop`); absent: the whole frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_px: Option<[u32; 4]>,
 }
 
 impl CacheSettings {
@@ -190,6 +194,11 @@ impl CacheSettings {
                 "camera_lag",
                 self.camera_lag.clone(),
                 other.camera_lag.clone(),
+            ),
+            (
+                "crop_px",
+                format!("{:?}", self.crop_px),
+                format!("{:?}", other.crop_px),
             ),
         ];
         fields.into_iter().find(|(_, a, b)| a != b)
@@ -1308,6 +1317,7 @@ mod tests {
             binarise_gripper: false,
             recompute_actions: "off".into(),
             camera_lag: "auto".into(),
+            crop_px: None,
         }
     }
 

@@ -27,7 +27,7 @@
 //!
 //! let rig = SimRig::spawn(0)?; // a virtual arm on a table, driven over a pseudo-terminal
 //! let policy = MqePolicy::load("models/sim-demo".as_ref(), &candle_core::Device::Cpu)?;
-//! let goal = GoalImage::load("goal.png".as_ref(), policy.input_size_px(), Some((640, 480)))?;
+//! let goal = GoalImage::load("goal.png".as_ref(), policy.input_view(), Some((640, 480)))?;
 //! let mut runtime = Runtime::start(
 //!     RuntimeConfig::default(),
 //!     rig.connect()?,

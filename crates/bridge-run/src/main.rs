@@ -28,6 +28,8 @@ use clap::{Parser, Subcommand};
 use mqe::{DeviceChoice, select_device};
 use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
+use widowx_sim::SceneHandle;
+use widowx_sim::tasks::{TaskFile, TaskSpec};
 
 /// The checkpoint `--sim` uses when none is given.
 const DEFAULT_CHECKPOINT: &str = "models/sim-demo";
@@ -211,15 +213,23 @@ fn load_policy(cli: &Cli) -> Result<MqePolicy> {
     let policy = MqePolicy::load(&dir, &device)
         .with_context(|| format!("loading checkpoint {}", dir.display()))?;
     tracing::info!(
-        "checkpoint {}: {} px input, on {:?}",
+        "checkpoint {}: {} px input from {}, on {:?}",
         dir.display(),
         policy.input_size_px(),
+        policy
+            .input_view()
+            .crop
+            .map_or("the whole frame".to_string(), |c| format!(
+                "the crop {:?}",
+                c.to_array()
+            )),
         device
     );
     Ok(policy)
 }
 
-/// The goal given, or with --sim the first image in the checkpoint's goals/ folder.
+/// The goal given, or with --sim the checkpoint's default task's goal image
+/// (`default_task` of `<checkpoint>/tasks.toml`), or else the first image in its goals/ folder.
 fn goal_path(cli: &Cli) -> Result<PathBuf> {
     if let Some(goal) = &cli.goal {
         return Ok(goal.clone());
@@ -234,6 +244,19 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
     let goals = checkpoint.join("goals");
+    if let Some(tasks) = checkpoint_tasks(&checkpoint)?
+        && let Some(name) = &tasks.default_task
+    {
+        let path = goals.join(format!("{name}-goal.png"));
+        if !path.is_file() {
+            bail!(
+                "default_task `{name}` of {}: its goal image {} is missing",
+                checkpoint.join("tasks.toml").display(),
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
     let mut images: Vec<PathBuf> = std::fs::read_dir(&goals)
         .with_context(|| format!("no --goal given and no goal folder {}", goals.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -250,38 +273,80 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("no --goal given and no PNG or JPEG in {}", goals.display()))
 }
 
+/// `<checkpoint>/tasks.toml`, when there is one.
+fn checkpoint_tasks(checkpoint: &Path) -> Result<Option<TaskFile>> {
+    let path = checkpoint.join("tasks.toml");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let tasks = TaskFile::load(&path).with_context(|| format!("task file {}", path.display()))?;
+    Ok(Some(tasks))
+}
+
 /// With --sim and a goal named `<task>-goal.png` whose task is in `<checkpoint>/tasks.toml`
 /// (as the shipped demo's are): the blocks start where that task starts, so the goal is
 /// reachable. Otherwise the blocks stay where `--sim-seed` put them.
-fn place_task_blocks(cli: &Cli, goal_file: &Path, sim: &SimRig) -> Result<()> {
+fn place_task_blocks(cli: &Cli, goal_file: &Path, sim: &SimRig) -> Result<Option<SimTask>> {
     let checkpoint = cli
         .checkpoint
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-    let tasks_file = checkpoint.join("tasks.toml");
     let Some(task_name) = goal_file
         .file_stem()
         .and_then(|s| s.to_str())
         .and_then(|s| s.strip_suffix("-goal"))
     else {
-        return Ok(());
+        return Ok(None);
     };
-    if !tasks_file.exists() {
-        return Ok(());
-    }
-    let tasks = widowx_sim::tasks::TaskFile::load(&tasks_file)
-        .with_context(|| format!("task file {}", tasks_file.display()))?;
-    let Some(task) = tasks.task(task_name) else {
-        return Ok(());
+    let Some(tasks) = checkpoint_tasks(&checkpoint)? else {
+        return Ok(None);
     };
+    let Some(task) = tasks.task(task_name).cloned() else {
+        return Ok(None);
+    };
+    let start_m = task.start_positions(&tasks.blocks);
     sim.scene()
-        .set_block_positions(&task.start_positions(&tasks.blocks))
+        .set_block_positions(&start_m)
         .with_context(|| format!("placing the blocks of task `{task_name}`"))?;
     say(&format!(
-        "bridge-run: blocks placed at the start of task `{task_name}` ({})",
-        tasks_file.display()
+        "bridge-run: blocks placed at the start of task `{task_name}` ({}, {})",
+        checkpoint.join("tasks.toml").display(),
+        task.tier().label()
     ));
-    Ok(())
+    Ok(Some(SimTask {
+        task,
+        start_m,
+        scene: sim.scene().clone(),
+    }))
+}
+
+/// With --sim, the task whose goal image is run: the simulator judges each episode by it.
+struct SimTask {
+    task: TaskSpec,
+    /// Block start positions (the task file's block order).
+    start_m: Vec<[f64; 2]>,
+    scene: SceneHandle,
+}
+
+impl SimTask {
+    /// Puts the blocks back at the task's start (before every episode after the first).
+    fn reset_blocks(&self) -> Result<()> {
+        self.scene
+            .set_block_positions(&self.start_m)
+            .with_context(|| format!("placing the blocks of task `{}`", self.task.name))
+    }
+
+    /// Says whether the scene now meets the goal; true when it does.
+    fn judge(&self) -> bool {
+        let outcome = self.task.outcome(&self.scene.scene());
+        say(&format!(
+            "bridge-run: goal {}reached (the simulator's judgement of task `{}`): {}",
+            if outcome.success { "" } else { "NOT " },
+            self.task.name,
+            outcome.describe()
+        ));
+        outcome.success
+    }
 }
 
 /// The arm, the camera, and the virtual rig behind them with --sim.
@@ -423,6 +488,8 @@ struct Checked {
     policy: MqePolicy,
     goal: GoalImage,
     rig: Rig,
+    /// With --sim and a task's goal image: the task, judged after each episode.
+    sim_task: Option<SimTask>,
 }
 
 fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
@@ -441,12 +508,13 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
     } else {
         Some((config.camera.width_px, config.camera.height_px))
     };
-    let goal = GoalImage::load(&goal_file, policy.input_size_px(), expected_px)
+    let goal = GoalImage::load(&goal_file, policy.input_view(), expected_px)
         .with_context(|| format!("goal image {}", goal_file.display()))?;
     let rig = open_rig(cli, config)?;
-    if let Some(sim) = &rig._sim {
-        place_task_blocks(cli, &goal_file, sim)?;
-    }
+    let sim_task = match &rig._sim {
+        Some(sim) => place_task_blocks(cli, &goal_file, sim)?,
+        None => None,
+    };
     if Some(rig.frame_px) != expected_px {
         bail!(
             "the camera delivers {}x{} px frames but the goal was checked against {:?}",
@@ -455,11 +523,21 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
             expected_px
         );
     }
-    Ok(Checked { policy, goal, rig })
+    Ok(Checked {
+        policy,
+        goal,
+        rig,
+        sim_task,
+    })
 }
 
 fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
-    let Checked { policy, goal, rig } = match check_inputs(cli, &config) {
+    let Checked {
+        policy,
+        goal,
+        rig,
+        sim_task,
+    } = match check_inputs(cli, &config) {
         Ok(checked) => checked,
         Err(e) => {
             say(&format!("bridge-run: refused: {e:#}"));
@@ -480,7 +558,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         say(keyboard::HELP);
         Some(Keyboard::start(runtime.commands()).context("starting the keyboard override")?)
     };
-    let end = run_episodes(cli, &mut runtime, &goal, max_steps);
+    let end = run_episodes(cli, &mut runtime, &goal, max_steps, sim_task.as_ref());
     let settled = settle_hold(&runtime, keyboard.is_some(), unattended_hold_s);
     let before_stop = runtime.status().mode;
     let stopped = runtime.park_and_stop();
@@ -498,8 +576,11 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
 /// How a run ended; its exit status tells them apart (README, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunEnd {
-    /// Every requested episode ran to its end: 0.
+    /// Every requested episode ran to its end (and, with --sim on a task, reached its goal): 0.
     Completed,
+    /// With --sim on a task: every episode ran to its end, but the simulator judged that at
+    /// least one did not reach the goal: 6.
+    GoalNotReached,
     /// The safety supervisor stopped an episode: 3.
     Fault,
     /// The operator's emergency stop (e, Esc) ended it: 4.
@@ -517,6 +598,7 @@ impl RunEnd {
     fn exit_code(self) -> ExitCode {
         ExitCode::from(match self {
             RunEnd::Completed => 0,
+            RunEnd::GoalNotReached => 6,
             RunEnd::Fault => 3,
             RunEnd::Emergency => 4,
             RunEnd::OperatorAbort => 5,
@@ -534,14 +616,22 @@ impl RunEnd {
     }
 }
 
-/// Runs the episodes until one does not run to its end.
+/// Runs the episodes until one does not run to its end; with a sim task, each starts from the
+/// task's start scene and is judged at its end.
 fn run_episodes(
     cli: &Cli,
     runtime: &mut Runtime,
     goal: &GoalImage,
     max_steps: usize,
+    sim_task: Option<&SimTask>,
 ) -> Result<RunEnd> {
-    for _ in 0..cli.episodes {
+    let mut missed = 0;
+    for episode in 0..cli.episodes {
+        if let Some(task) = sim_task
+            && episode > 0
+        {
+            task.reset_blocks()?;
+        }
         let report = match runtime.run_episode(goal, max_steps) {
             Ok(report) => report,
             Err(bridge_run::RunError::Stopped { .. }) => return Ok(RunEnd::OperatorAbort),
@@ -558,8 +648,17 @@ fn run_episodes(
         if end != RunEnd::Completed {
             return Ok(end);
         }
+        if let Some(task) = sim_task
+            && !task.judge()
+        {
+            missed += 1;
+        }
     }
-    Ok(RunEnd::Completed)
+    Ok(if missed > 0 {
+        RunEnd::GoalNotReached
+    } else {
+        RunEnd::Completed
+    })
 }
 
 /// After a fault or an emergency the arm holds where it stopped, torque on, and only the
@@ -631,7 +730,7 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
         &frame.rgb,
         frame.width_px,
         frame.height_px,
-        policy.input_size_px(),
+        policy.input_view(),
     )?;
     let input_px = policy.input_size_px();
     let mut runtime = Runtime::start(
@@ -673,6 +772,7 @@ fn random_checkpoint(dir: &Path, size_px: usize, device: &Device) -> Result<()> 
         dataset: "random weights (bridge-run bench)".into(),
         episodes: 0,
         rows: 0,
+        input_crop_px: None,
     };
     agent.save_inference(dir, &meta)?;
     Ok(())

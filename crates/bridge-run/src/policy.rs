@@ -4,12 +4,13 @@
 //! [`GoalImage`] loads and checks the goal the operator gives; [`Policy`] is what the policy
 //! thread calls (a trait, so tests can inject NaN or slow policies); [`MqePolicy`] runs an MQE
 //! (or GCBC) checkpoint with candle. Observations and goals reach the model exactly as in
-//! training: the whole frame squashed by [`camera::preprocess::squash_rgb`], u8 HWC, scaled by
-//! 1/255 inside the mqe encoders.
+//! training: through the checkpoint's [`ModelView`] (the training cache's crop, if any, then
+//! the squash to the input size), u8 HWC, scaled by 1/255 inside the mqe encoders.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use camera::preprocess::{Crop, ModelView};
 use candle_core::{DType, Device, Tensor};
 use mqe::{ActionNorm, Agent, Algo, CheckpointConfig, MqeError, ObsKind};
 
@@ -59,6 +60,16 @@ pub enum PolicyError {
         goal_px: u32,
         policy_px: u32,
     },
+    /// A goal prepared with one frame crop was given to a policy trained with another.
+    #[error(
+        "goal image {path} was cropped to {goal:?}; this policy was trained on {policy:?} \
+         (None: the whole frame)"
+    )]
+    GoalCrop {
+        path: PathBuf,
+        goal: Option<Crop>,
+        policy: Option<Crop>,
+    },
     /// The checkpoint could not be read (missing files, corrupt, wrong tensor shapes).
     #[error("checkpoint {dir}: {source}")]
     Checkpoint {
@@ -105,7 +116,9 @@ pub struct GoalImage {
     pub path: PathBuf,
     /// Side of the square model input.
     pub size_px: u32,
-    /// `size_px * size_px * 3` bytes, RGB HWC, squashed from the whole goal frame.
+    /// The frame region the model input was made from (`None`: the whole frame).
+    pub crop: Option<Crop>,
+    /// `size_px * size_px * 3` bytes, RGB HWC, the goal frame as the model sees it.
     pub model_rgb: Vec<u8>,
 }
 
@@ -115,7 +128,7 @@ impl GoalImage {
     /// differently from the observations. Alpha is dropped, grey is expanded to RGB.
     pub fn load(
         path: &Path,
-        size_px: u32,
+        view: impl Into<ModelView>,
         expected_frame_px: Option<(u32, u32)>,
     ) -> Result<Self, PolicyError> {
         let bytes = std::fs::read(path).map_err(|source| PolicyError::GoalIo {
@@ -135,7 +148,7 @@ impl GoalImage {
                 expected_height_px,
             });
         }
-        Self::from_rgb(path, rgb.as_raw(), width_px, height_px, size_px)
+        Self::from_rgb(path, rgb.as_raw(), width_px, height_px, view)
     }
 
     /// A goal from an RGB frame in memory (`width_px * height_px * 3` bytes, HWC), e.g. a camera
@@ -145,18 +158,19 @@ impl GoalImage {
         rgb: &[u8],
         width_px: u32,
         height_px: u32,
-        size_px: u32,
+        view: impl Into<ModelView>,
     ) -> Result<Self, PolicyError> {
-        let mut model_rgb = Vec::with_capacity(model_len(size_px));
-        camera::preprocess::squash_rgb(rgb, width_px, height_px, size_px, &mut model_rgb).map_err(
-            |source| PolicyError::GoalPixels {
+        let view = view.into();
+        let mut model_rgb = Vec::with_capacity(view.input_len());
+        view.apply(rgb, width_px, height_px, &mut model_rgb)
+            .map_err(|source| PolicyError::GoalPixels {
                 path: path_label.to_path_buf(),
                 source,
-            },
-        )?;
+            })?;
         Ok(Self {
             path: path_label.to_path_buf(),
-            size_px,
+            size_px: view.size_px,
+            crop: view.crop,
             model_rgb,
         })
     }
@@ -218,6 +232,11 @@ impl PolicyOutput {
 pub trait Policy: Send {
     /// Side of the square RGB input the policy expects.
     fn input_size_px(&self) -> u32;
+    /// How a camera frame becomes this policy's input; default: the whole frame squashed to
+    /// [`Policy::input_size_px`].
+    fn input_view(&self) -> ModelView {
+        ModelView::from(self.input_size_px())
+    }
     /// Sets the goal for the following `act` calls.
     fn set_goal(&mut self, goal: &GoalImage) -> Result<(), PolicyError>;
     /// One step: `obs_model_rgb` is `size_px^2 * 3` bytes from `squash_rgb`. Non-finite outputs
@@ -231,6 +250,8 @@ pub struct MqePolicy {
     norm: ActionNorm,
     device: Device,
     size_px: u32,
+    /// The frame crop of the training data (`data.input_crop_px` of the checkpoint).
+    crop: Option<Crop>,
     has_critic: bool,
     /// The goal as a `[1, H, W, 3]` u8 tensor on the device, uploaded once per `set_goal`.
     goal: Option<Tensor>,
@@ -251,6 +272,17 @@ impl MqePolicy {
         };
         let config = CheckpointConfig::read(checkpoint_dir).map_err(checkpoint_error)?;
         let size_px = check_runtime_model(checkpoint_dir, &config)?;
+        let crop = config
+            .data
+            .input_crop_px
+            .map(Crop::from_array)
+            .transpose()
+            .map_err(|e| PolicyError::Incompatible {
+                dir: checkpoint_dir.to_path_buf(),
+                field: "data.input_crop_px",
+                expected: "[x, y, width, height] with width and height >= 1",
+                found: e.to_string(),
+            })?;
         let agent = Agent::load(checkpoint_dir, device).map_err(checkpoint_error)?;
         check_parameters_finite(checkpoint_dir, &agent)?;
         Ok(Self {
@@ -258,6 +290,7 @@ impl MqePolicy {
             has_critic: agent.model_config().algo == Algo::Mqe,
             device: device.clone(),
             size_px,
+            crop,
             goal: None,
             goal_latent: None,
             agent,
@@ -368,12 +401,26 @@ impl Policy for MqePolicy {
         self.size_px
     }
 
+    fn input_view(&self) -> ModelView {
+        ModelView {
+            size_px: self.size_px,
+            crop: self.crop,
+        }
+    }
+
     fn set_goal(&mut self, goal: &GoalImage) -> Result<(), PolicyError> {
         if goal.size_px != self.size_px || goal.model_rgb.len() != model_len(self.size_px) {
             return Err(PolicyError::GoalModelSize {
                 path: goal.path.clone(),
                 goal_px: goal.size_px,
                 policy_px: self.size_px,
+            });
+        }
+        if goal.crop != self.crop {
+            return Err(PolicyError::GoalCrop {
+                path: goal.path.clone(),
+                goal: goal.crop,
+                policy: self.crop,
             });
         }
         let goal_tensor = self.image_tensor(&goal.model_rgb)?;

@@ -282,14 +282,8 @@ impl PolicyThread {
             self.skip(active, "stale-frame", detail);
             return;
         }
-        let size_px = self.policy.input_size_px();
-        if let Err(e) = camera::preprocess::squash_rgb(
-            &frame.rgb,
-            frame.width_px,
-            frame.height_px,
-            size_px,
-            &mut self.obs,
-        ) {
+        let view = self.policy.input_view();
+        if let Err(e) = view.apply(&frame.rgb, frame.width_px, frame.height_px, &mut self.obs) {
             self.skip(
                 active,
                 "bad-frame",

@@ -92,7 +92,8 @@ impl EpisodeReport {
 /// The running threads: control, camera, policy, monitor, recorder.
 pub struct Runtime {
     config: RuntimeConfig,
-    input_size_px: u32,
+    /// How the policy sees a frame; every goal must have been made the same way.
+    input_view: camera::preprocess::ModelView,
     operator: Sender<OperatorCommand>,
     requests: Sender<ControlRequest>,
     policy_requests: Sender<PolicyRequest>,
@@ -137,7 +138,7 @@ impl Runtime {
             path: PathBuf::from("(runtime configuration)"),
             reason,
         })?;
-        let input_size_px = policy.input_size_px();
+        let input_view = policy.input_view();
         let (monitor_tx, monitor_rx) = crossbeam_channel::bounded(4096);
         let (operator_tx, operator_rx) = crossbeam_channel::bounded(64);
         let (requests_tx, requests_rx) = crossbeam_channel::bounded(16);
@@ -171,7 +172,7 @@ impl Runtime {
         let mut runtime = Runtime {
             session_dir: session_dir(&config.episode.recording_dir),
             config: config.clone(),
-            input_size_px,
+            input_view,
             operator: operator_tx,
             requests: requests_tx,
             policy_requests: policy_req_tx,
@@ -303,12 +304,21 @@ impl Runtime {
 
     fn check_goal(&self, goal: &GoalImage) -> Result<(), RunError> {
         let expected_len = (goal.size_px as usize).pow(2) * 3;
-        if goal.size_px != self.input_size_px {
+        if goal.size_px != self.input_view.size_px {
             return Err(RunError::Goal {
                 path: goal.path.clone(),
                 reason: format!(
-                    "squashed to {} px, but the policy's input is {} px; load the goal with the policy's input size",
-                    goal.size_px, self.input_size_px
+                    "squashed to {} px, but the policy's input is {} px; load the goal with the policy's input view",
+                    goal.size_px, self.input_view.size_px
+                ),
+            });
+        }
+        if goal.crop != self.input_view.crop {
+            return Err(RunError::Goal {
+                path: goal.path.clone(),
+                reason: format!(
+                    "cropped to {:?}, but the policy was trained on {:?} (None: the whole frame); load the goal with the policy's input view",
+                    goal.crop, self.input_view.crop
                 ),
             });
         }

@@ -1,6 +1,11 @@
 //! The README's first command on the shipped demo: `bridge-run --sim` with its defaults (the
-//! checkpoint in models/sim-demo and its first goal image), through the real driver over the
-//! pseudo-terminal; the episode's recording loads with the raw reader.
+//! checkpoint in models/sim-demo and its default task's goal image, the runtime's default
+//! episode length), through the real driver over the pseudo-terminal, run to its end: the
+//! simulator judges the default task at the end, the exit status says what it judged (0
+//! reached, 6 not reached), and the episode's recording loads with the raw reader.
+//!
+//! The shipped checkpoint does not reach its goals reliably yet (models/sim-demo/README.md), so
+//! this test checks that the judgement is made and reported, not that it is a success.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,7 +17,7 @@ fn repository_root() -> PathBuf {
 }
 
 #[test]
-fn the_shipped_checkpoint_runs_an_episode_on_the_sim_and_its_recording_loads() {
+fn the_shipped_checkpoint_runs_its_default_task_to_the_end_and_the_sim_judges_it() {
     let root = repository_root();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("short.toml");
@@ -20,7 +25,7 @@ fn the_shipped_checkpoint_runs_an_episode_on_the_sim_and_its_recording_loads() {
     std::fs::write(
         &config,
         format!(
-            "[episode]\nmax_steps = 6\nreport = false\nrecording_dir = \"{}\"\nlog_file = \"{}\"\n",
+            "[episode]\nreport = false\nrecording_dir = \"{}\"\nlog_file = \"{}\"\n",
             recordings.display(),
             dir.path().join("run.log").display()
         ),
@@ -40,14 +45,28 @@ fn the_shipped_checkpoint_runs_an_episode_on_the_sim_and_its_recording_loads() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{out}");
     assert!(out.contains("blocks placed at the start of task"), "{out}");
-    assert!(out.contains("episode 1: 6 steps, completed"), "{out}");
+    let steps = bridge_run::config::RuntimeConfig::default()
+        .episode
+        .max_steps;
+    assert!(
+        out.contains(&format!("episode 1: {steps} steps, completed")),
+        "{out}"
+    );
+    let reached = out.contains("bridge-run: goal reached (the simulator's judgement of task");
+    let missed = out.contains("bridge-run: goal NOT reached (the simulator's judgement of task");
+    assert!(reached != missed, "exactly one judgement: {out}");
+    assert!(out.contains("cm from its goal"), "{out}");
+    assert_eq!(
+        output.status.code(),
+        Some(if reached { 0 } else { 6 }),
+        "{out}"
+    );
     let trajectories = find_trajectories(&recordings).unwrap();
     assert_eq!(trajectories.len(), 1, "{trajectories:?}");
     let trajectory = read_trajectory(&trajectories[0], &RawOptions::default()).unwrap();
-    assert_eq!(trajectory.actions.len(), 6);
-    assert_eq!(trajectory.len(), 7);
+    assert_eq!(trajectory.actions.len(), steps);
+    assert_eq!(trajectory.len(), steps + 1);
     // The learned policy commands motion: not every recorded action is a zero delta.
     assert!(
         trajectory

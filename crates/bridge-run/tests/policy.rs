@@ -345,3 +345,40 @@ fn policy_error_stays_small_for_the_errors_that_wrap_it() {
         std::mem::size_of::<PolicyError>()
     );
 }
+
+#[test]
+fn the_checkpoint_crop_is_applied_to_goals_and_a_goal_with_another_view_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = narrow(ModelConfig::pixels(SIZE_PX as usize, 3, 7));
+    let mut agent = Agent::new(model, TrainConfig::pixels(), &Device::Cpu).unwrap();
+    agent.set_action_norm(bridge_norm()).unwrap();
+    let ckpt = dir.path().join("cropped");
+    let meta = CheckpointMeta {
+        input_crop_px: Some([100, 50, 320, 320]),
+        ..CheckpointMeta::default()
+    };
+    agent.save_inference(&ckpt, &meta).unwrap();
+    let mut policy = MqePolicy::load(&ckpt, &Device::Cpu).unwrap();
+    let view = policy.input_view();
+    assert_eq!(view.size_px, SIZE_PX);
+    assert_eq!(view.crop.map(|c| c.to_array()), Some([100, 50, 320, 320]));
+
+    // The goal as the policy sees it is the crop, squashed: the same bytes as the crop cut out
+    // by hand and squashed whole.
+    let frame = pattern(640, 480, 3);
+    let goal = GoalImage::from_rgb(Path::new("frame"), &frame, 640, 480, view).unwrap();
+    let mut region = Vec::new();
+    for y in 50..370 {
+        region.extend_from_slice(&frame[(y * 640 + 100) * 3..(y * 640 + 420) * 3]);
+    }
+    let mut expected = Vec::new();
+    camera::preprocess::squash_rgb(&region, 320, 320, SIZE_PX, &mut expected).unwrap();
+    assert_eq!(goal.model_rgb, expected);
+    policy.set_goal(&goal).unwrap();
+
+    // The whole frame squashed is not what this policy was trained on.
+    let whole = GoalImage::from_rgb(Path::new("whole"), &frame, 640, 480, SIZE_PX).unwrap();
+    let err = policy.set_goal(&whole).unwrap_err();
+    assert!(matches!(err, PolicyError::GoalCrop { .. }), "{err}");
+    assert!(err.to_string().contains("trained on"), "{err}");
+}

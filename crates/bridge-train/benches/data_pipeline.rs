@@ -48,6 +48,7 @@ fn bench_loader(c: &mut Criterion) {
         binarise_gripper: false,
         recompute_actions: "off".into(),
         camera_lag: "auto".into(),
+        crop_px: None,
     };
     prepare(&sources, dir.path(), &PrepareOptions::new(settings)).expect("prepares");
     let cache = Cache::open(dir.path()).expect("opens");

@@ -107,6 +107,7 @@ fn main() -> Result<()> {
         progress: false,
         action_norm: None,
         loader_threads: 1,
+        input_crop_px: None,
     };
     let start = Instant::now();
     let outcome = fit(&data, None, &config, &options, &Device::Cpu)?;

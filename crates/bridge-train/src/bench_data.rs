@@ -205,6 +205,7 @@ fn settings(size_px: u32) -> CacheSettings {
         binarise_gripper: false,
         recompute_actions: "off".into(),
         camera_lag: "auto".into(),
+        crop_px: None,
     }
 }
 

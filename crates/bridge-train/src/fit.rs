@@ -95,6 +95,9 @@ pub struct FitOptions {
     /// Background threads drawing batches ahead of the trainer; 0 draws each batch on the
     /// training thread. Either way the batches are the same.
     pub loader_threads: usize,
+    /// The frame crop the training images were made with (the cache's `crop_px`), recorded in
+    /// the checkpoint so that the runtime crops the same way.
+    pub input_crop_px: Option<[u32; 4]>,
 }
 
 impl FitOptions {
@@ -108,6 +111,7 @@ impl FitOptions {
             progress: false,
             action_norm: None,
             loader_threads: 1,
+            input_crop_px: None,
         }
     }
 }
@@ -212,6 +216,7 @@ pub fn fit(
         dataset: options.dataset_name.clone(),
         episodes: train.num_episodes() as u64,
         rows: train.len() as u64,
+        input_crop_px: options.input_crop_px,
     };
     let train_cfg = &config.train;
     let bar = progress_bar(options.progress, agent.step(), train_cfg.steps);

@@ -25,6 +25,7 @@
 //!     progress: true,
 //!     action_norm: None,
 //!     loader_threads: 2,
+//!     input_crop_px: None,
 //! };
 //! let outcome = fit(&data, None, &config, &options, &candle_core::Device::Cpu)?;
 //! println!("trained {} steps", outcome.agent.step());

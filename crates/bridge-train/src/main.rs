@@ -119,6 +119,14 @@ struct PrepareArgs {
     /// Camera: images0 (the fixed camera), images1, ... (also 0, 1, ...).
     #[arg(long, default_value = "images0")]
     camera: String,
+    /// Crop every frame to X,Y,WIDTH,HEIGHT (pixels of the frame) before squashing it; the
+    /// checkpoint records it and bridge-run applies it. Default: the whole frame.
+    #[arg(long, value_name = "X,Y,W,H", conflicts_with = "crop_from")]
+    crop: Option<camera::preprocess::Crop>,
+    /// Take the crop from the `[crop]` table of a camera calibration file
+    /// (e.g. calibration/camera.toml).
+    #[arg(long, value_name = "FILE")]
+    crop_from: Option<PathBuf>,
     /// Map gripper actions to exactly 0 or 1 (below 0.5 -> 0).
     #[arg(long)]
     binarise_gripper: bool,
@@ -368,6 +376,23 @@ fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
     Ok(())
 }
 
+/// The crop of `--crop` or `--crop-from`.
+fn prepare_crop(args: &PrepareArgs) -> Result<Option<camera::preprocess::Crop>> {
+    match &args.crop_from {
+        Some(path) => {
+            let crop = camera::preprocess::Crop::from_calibration(path)
+                .with_context(|| format!("reading the crop of {}", path.display()))?;
+            crop.map(Some).with_context(|| {
+                format!(
+                    "--crop-from {}: the file has no [crop] table (x_px, y_px, width_px, height_px)",
+                    path.display()
+                )
+            })
+        }
+        None => Ok(args.crop),
+    }
+}
+
 fn run_prepare(args: &PrepareArgs) -> Result<()> {
     if args.commit_interval_s.is_nan() || args.commit_interval_s < 0.0 {
         bail!(
@@ -391,6 +416,7 @@ fn run_prepare(args: &PrepareArgs) -> Result<()> {
             LagArg::Keep => "keep",
         }
         .into(),
+        crop_px: prepare_crop(args)?.map(camera::preprocess::Crop::to_array),
     };
     let sources = discover_inputs(&args.input, &settings).context("finding sources")?;
     tracing::info!(
@@ -421,6 +447,8 @@ struct LoadedData {
     val: Option<Dataset>,
     traits: DataTraits,
     action_norm: Option<ActionNorm>,
+    /// The cache's frame crop.
+    input_crop_px: Option<[u32; 4]>,
 }
 
 fn load_data(args: &FitArgs) -> Result<LoadedData> {
@@ -452,6 +480,7 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
             val: split.val,
             traits: DataTraits::bridge(cache.manifest().settings.size_px as usize),
             action_norm: Some(action_norm),
+            input_crop_px: cache.manifest().settings.crop_px,
         });
     }
     if !path.is_file() {
@@ -469,6 +498,7 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
         val: split.val,
         traits: DataTraits::of(path, pixels),
         action_norm: None,
+        input_crop_px: None,
     })
 }
 
@@ -502,6 +532,7 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         progress: !args.no_progress,
         action_norm: data.action_norm,
         loader_threads: args.loader_threads,
+        input_crop_px: data.input_crop_px,
     };
     let dev = device(args.device)?;
     let outcome = fit(&data.train, data.val.as_ref(), &config, &options, &dev)

@@ -1,6 +1,7 @@
 //! `bridge-train prepare`: BridgeData sources (raw trajectory directories, TFRecord shards,
-//! NumPy releases) decoded once, squashed whole to the training size with
-//! [`camera::preprocess`] (the resize `bridge-run` uses at deployment), and appended to a
+//! NumPy releases) decoded once, cropped (when the settings name a crop) and squashed to the
+//! training size with [`camera::preprocess::ModelView`] (what `bridge-run` applies at
+//! deployment), and appended to a
 //! [`bridge_data::cache`] directory.
 //!
 //! - Every core: sources of a chunk, the trajectories of a source and the frames of a
@@ -356,8 +357,21 @@ pub fn prepare(
         options.chunk_sources
     };
     let frames_done = AtomicU64::new(0);
+    let crop = options
+        .settings
+        .crop_px
+        .map(camera::preprocess::Crop::from_array)
+        .transpose()
+        .map_err(|_| PrepareError::Setting {
+            field: "crop_px",
+            value: format!("{:?}", options.settings.crop_px),
+            expected: "x, y, width, height with width and height >= 1",
+        })?;
     let context = Context {
-        size_px: options.settings.size_px,
+        view: camera::preprocess::ModelView {
+            size_px: options.settings.size_px,
+            crop,
+        },
         camera: options.settings.camera,
         bar: &bar,
         frames_done: &frames_done,
@@ -421,7 +435,8 @@ fn plan(sources: &[Arc<dyn TrajectorySource>], writer: &CacheWriter) -> Plan {
 
 /// Shared by the workers.
 struct Context<'a> {
-    size_px: u32,
+    /// Crop and size of the training frames.
+    view: camera::preprocess::ModelView,
     camera: usize,
     bar: &'a ProgressBar,
     frames_done: &'a AtomicU64,
@@ -488,13 +503,12 @@ fn prepare_trajectory(
             trajectory.actions.len()
         )));
     }
-    let size = context.size_px as usize;
-    let frame_len = size * size * 3;
+    let frame_len = context.view.input_len();
     let mut frames = vec![0u8; rows * frame_len];
     let outcomes: Vec<Result<(), String>> = frames
         .par_chunks_mut(frame_len)
         .zip(trajectory.frames.par_iter())
-        .map(|(out, frame)| squash_frame(frame, context.size_px, out))
+        .map(|(out, frame)| squash_frame(frame, &context.view, out))
         .collect();
     if let Some((t, reason)) = outcomes
         .iter()
@@ -527,18 +541,20 @@ fn prepare_trajectory(
     Ok(prepared)
 }
 
-/// One frame, decoded if needed and squashed whole to `size_px` square, into `out`.
-fn squash_frame(frame: &StoredFrame, size_px: u32, out: &mut [u8]) -> Result<(), String> {
+/// One frame, decoded if needed, cropped and squashed by `view`, into `out`.
+fn squash_frame(
+    frame: &StoredFrame,
+    view: &camera::preprocess::ModelView,
+    out: &mut [u8],
+) -> Result<(), String> {
     let mut squashed = Vec::with_capacity(out.len());
     match frame {
-        StoredFrame::Jpeg(bytes) => {
-            camera::preprocess::decode_and_squash(bytes, size_px, &mut squashed)
-        }
+        StoredFrame::Jpeg(bytes) => view.apply_encoded(bytes, &mut squashed),
         StoredFrame::Rgb {
             width_px,
             height_px,
             data,
-        } => camera::preprocess::squash_rgb(data, *width_px, *height_px, size_px, &mut squashed),
+        } => view.apply(data, *width_px, *height_px, &mut squashed),
     }
     .map_err(|e| e.to_string())?;
     if squashed.len() != out.len() {
@@ -602,6 +618,7 @@ mod tests {
             binarise_gripper: true,
             recompute_actions: "state-difference".into(),
             camera_lag: "keep".into(),
+            crop_px: None,
         };
         let options = read_options(&settings).unwrap();
         assert_eq!(options.camera, 1);
@@ -621,10 +638,14 @@ mod tests {
             height_px: 6,
             data: vec![200; 8 * 6 * 3],
         };
-        squash_frame(&rgb, 4, &mut out).unwrap();
+        squash_frame(&rgb, &4.into(), &mut out).unwrap();
         assert!(out.iter().all(|&v| v == 200));
-        let err =
-            squash_frame(&StoredFrame::Jpeg(vec![0xff, 0xd8, 1, 2]), 4, &mut out).unwrap_err();
+        let err = squash_frame(
+            &StoredFrame::Jpeg(vec![0xff, 0xd8, 1, 2]),
+            &4.into(),
+            &mut out,
+        )
+        .unwrap_err();
         assert!(err.contains("decode"), "{err}");
     }
 }

@@ -70,6 +70,7 @@ fn train(data: &Dataset, algo: &str) -> Agent {
         progress: false,
         action_norm: None,
         loader_threads: 0,
+        input_crop_px: None,
     };
     let outcome = fit(data, None, &config, &options, &Device::Cpu).unwrap();
     for r in &outcome.records {

@@ -30,6 +30,7 @@ fn cache(dir: &std::path::Path) -> Cache {
         binarise_gripper: false,
         recompute_actions: "off".into(),
         camera_lag: "auto".into(),
+        crop_px: None,
     };
     prepare(&sources, dir, &PrepareOptions::new(settings)).unwrap();
     Cache::open(dir).unwrap()

@@ -89,6 +89,7 @@ fn a_cache_larger_than_the_cap_is_prepared_and_trained_on_within_it() {
         binarise_gripper: false,
         recompute_actions: "off".into(),
         camera_lag: "auto".into(),
+        crop_px: None,
     };
     let options = PrepareOptions {
         jobs: 2,

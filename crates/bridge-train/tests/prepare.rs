@@ -86,6 +86,7 @@ fn options() -> PrepareOptions {
             binarise_gripper: false,
             recompute_actions: "off".into(),
             camera_lag: "auto".into(),
+            crop_px: None,
         })
     }
 }
@@ -364,6 +365,7 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
     let options = FitOptions {
         action_norm: Some(norm.clone()),
         loader_threads: 2,
+        input_crop_px: Some([2, 1, 36, 28]),
         ..FitOptions::new(&out, cache_dir.display().to_string())
     };
     let outcome = fit(
@@ -383,6 +385,8 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
 
     let agent = Agent::load(&out, &Device::Cpu).unwrap();
     assert_eq!(agent.step(), 3);
+    let written = mqe::CheckpointConfig::read(&out).unwrap();
+    assert_eq!(written.data.input_crop_px, Some([2, 1, 36, 28]));
     assert_eq!(agent.action_norm(), &norm);
     assert_eq!(agent.model_config().encoder, EncoderKind::ImpalaSmall);
     assert_eq!(
@@ -393,4 +397,66 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
         }
     );
     assert_eq!(agent.train_config().gamma, 0.98, "Bridge default");
+}
+
+/// A 40x30 JPEG, left half red, right half blue.
+fn halves_jpeg() -> Vec<u8> {
+    let (w, h) = (40u32, 30u32);
+    let rgb: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            if i % w < w / 2 {
+                [220, 20, 20]
+            } else {
+                [20, 20, 220]
+            }
+        })
+        .collect();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+        .encode(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_crop_is_applied_before_squashing_and_kept_in_the_cache_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let source: Arc<dyn TrajectorySource> =
+        Arc::new(MemorySource::new("/data/run/halves", "v1", || {
+            let mut t = trajectory(0, 3);
+            t.frames = (0..3).map(|_| StoredFrame::Jpeg(halves_jpeg())).collect();
+            Ok(vec![t])
+        }));
+    // The right half, away from the JPEG ringing at the seam.
+    let mut cropped = options();
+    cropped.settings.crop_px = Some([24, 0, 16, 30]);
+    prepare(std::slice::from_ref(&source), dir.path(), &cropped).unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(cache.manifest().settings.crop_px, Some([24, 0, 16, 30]));
+    for pixel in cache.frames().chunks(3) {
+        assert!(
+            pixel[2] > 180 && pixel[0] < 60,
+            "every pixel is blue: {pixel:?}"
+        );
+    }
+    // The same cache cannot be extended with another crop.
+    let mut other = options();
+    other.settings.crop_px = Some([0, 0, 16, 30]);
+    let err = prepare(std::slice::from_ref(&source), dir.path(), &other)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("crop_px"), "{err}");
+    // A crop outside the frames skips the trajectory and says why.
+    let skipped_dir = tempfile::tempdir().unwrap();
+    let mut outside = options();
+    outside.settings.crop_px = Some([30, 0, 16, 30]);
+    let report = prepare(std::slice::from_ref(&source), skipped_dir.path(), &outside).unwrap();
+    assert_eq!(report.trajectories_added, 0);
+    assert!(
+        report.skipped[0]
+            .reason
+            .contains("does not fit in a 40x30 frame"),
+        "{:?}",
+        report.skipped
+    );
 }

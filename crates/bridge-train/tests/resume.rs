@@ -38,6 +38,7 @@ fn options(out: &Path, resume: Option<&Path>) -> FitOptions {
         progress: false,
         action_norm: None,
         loader_threads: 1,
+        input_crop_px: None,
     }
 }
 

@@ -73,6 +73,16 @@ pub enum CameraError {
     },
     #[error("image size {width_px}x{height_px} is empty; expected at least 1x1")]
     EmptyImage { width_px: u32, height_px: u32 },
+    #[error(
+        "crop of {}x{} px at ({}, {}) does not fit in a {width_px}x{height_px} frame; \
+         expected x + width <= {width_px} and y + height <= {height_px}",
+        crop.width_px, crop.height_px, crop.x_px, crop.y_px
+    )]
+    CropOutside {
+        crop: preprocess::Crop,
+        width_px: u32,
+        height_px: u32,
+    },
     #[error("could not decode image: {0}")]
     Decode(String),
     /// A finite source (a replayed folder) has no more frames.

@@ -34,6 +34,11 @@ pub struct CheckpointMeta {
     pub episodes: u64,
     /// Rows (observations) in the training data.
     pub rows: u64,
+    /// For pixels: the region `[x, y, width, height]` of the camera frame, in its pixels, that
+    /// was squashed into the model input (the training cache's crop); absent: the whole frame.
+    /// The runtime applies the same crop to every observation and goal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_crop_px: Option<[u32; 4]>,
 }
 
 /// Observation description, redundant with `model.obs`, written for readers of the file.

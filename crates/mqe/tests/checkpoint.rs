@@ -12,6 +12,7 @@ fn meta() -> CheckpointMeta {
         dataset: "data/pointmaze.npz".into(),
         episodes: 12,
         rows: 3456,
+        input_crop_px: None,
     }
 }
 

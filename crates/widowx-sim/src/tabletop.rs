@@ -30,6 +30,31 @@ pub const DEFAULT_BLOCK_SIZE_M: f64 = 0.04;
 /// Where random start positions are drawn: inside Bridge's evaluation box (x 0.10..0.45,
 /// y -0.15..0.25) with a margin, `(x_min, x_max, y_min, y_max)`, m.
 pub const BLOCK_AREA_M: (f64, f64, f64, f64) = (0.17, 0.40, -0.11, 0.21);
+/// Where the gripper goes between tasks, `(min, max)` per axis in `base_link`, m: inside
+/// Bridge's box, at heights where the open pads clear the blocks. Play data wanders here, and
+/// evaluation goals show the arm somewhere in it ([`random_arm_xyz_m`]).
+pub const ARM_AREA_M: ([f64; 3], [f64; 3]) = ([0.15, -0.12, 0.07], [0.40, 0.22, 0.20]);
+/// Bridge's reset pose of the gripper (pointing down, zero rotation), m.
+pub const BRIDGE_RESET_XYZ_M: [f64; 3] = [0.3, 0.0, 0.15];
+/// Share of [`random_arm_xyz_m`] draws near [`BRIDGE_RESET_XYZ_M`]: play episodes often go back
+/// to rest, so goal images with the arm at rest are among the data's futures.
+pub const REST_SHARE: f64 = 0.3;
+/// How far a "near rest" draw is from the reset pose at most, per axis, m.
+const REST_SPREAD_M: [f64; 3] = [0.02, 0.02, 0.01];
+
+/// A gripper position where play episodes pause and end, and where evaluation goals show the
+/// arm: near the reset pose ([`REST_SHARE`] of draws) or anywhere in [`ARM_AREA_M`]. The one
+/// distribution both sides use, so that every goal pose is one the data shows.
+pub fn random_arm_xyz_m(rng: &mut StdRng) -> [f64; 3] {
+    if rng.random_bool(REST_SHARE) {
+        return std::array::from_fn(|axis| {
+            BRIDGE_RESET_XYZ_M[axis] + rng.random_range(-REST_SPREAD_M[axis]..REST_SPREAD_M[axis])
+        });
+    }
+    let (min, max) = ARM_AREA_M;
+    std::array::from_fn(|axis| rng.random_range(min[axis]..max[axis]))
+}
+
 /// Least distance between the centres of two randomly placed blocks, m.
 pub const MIN_BLOCK_SPACING_M: f64 = 0.08;
 /// Allowed block sizes, m (the open fingers are about 6.7 cm apart).

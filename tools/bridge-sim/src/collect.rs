@@ -36,7 +36,7 @@ use crate::play::{Behaviour, PlayObservation, PlayPolicy};
 const PERIOD_S: f64 = 0.2;
 const MOVE_TIME_S: f64 = 0.25;
 /// The reset: the Bridge start pose (with a little noise), reached in this long.
-const RESET_XYZ_M: [f64; 3] = [0.3, 0.0, 0.15];
+const RESET_XYZ_M: [f64; 3] = widowx_sim::tabletop::BRIDGE_RESET_XYZ_M;
 const RESET_MOVE_S: f64 = 1.0;
 /// The reset waits at most this long for the arm to arrive and the gripper to open, s.
 const RESET_TIMEOUT_S: f64 = 4.0;
@@ -349,7 +349,11 @@ fn run_episode(
 ) -> anyhow::Result<EpisodeSummary> {
     let mut rng = StdRng::seed_from_u64(episode_seed(args.seed, index));
     let mut commander = reset(args, arm, scene, &mut rng)?;
-    let mut policy = PlayPolicy::new(&scene.scene(), StdRng::seed_from_u64(rng.random()));
+    let mut policy = PlayPolicy::new(
+        &scene.scene(),
+        StdRng::seed_from_u64(rng.random()),
+        args.steps,
+    );
     let mut writer = RawEpisodeWriter::create(dir, Some(policy.description()))?;
     let started = Instant::now();
     let mut rgb = vec![0u8; renderer.frame_len()];

@@ -5,9 +5,11 @@
 //! Each worker owns one virtual arm and one runtime and takes (task, episode) pairs from a
 //! queue. An episode sets the task's start scene (each block nudged by up to
 //! `--start-jitter-m`, seeded by task and episode, so that episodes differ), renders the goal
-//! scene as the goal image, runs the policy for a step budget proportional to the number of
-//! blocks to move, and scores the scene the runtime leaves behind: success when every block
-//! rests within 3 cm of its goal ([`widowx_sim::tasks::SUCCESS_TOLERANCE_M`]).
+//! scene as the goal image, runs the policy for a step budget (`--reach-steps` for a reach task,
+//! otherwise proportional to the number of blocks to move), and scores the scene the runtime
+//! leaves behind: success when every block rests within 3 cm of its goal
+//! ([`widowx_sim::tasks::SUCCESS_TOLERANCE_M`]) and, for a reach task, the gripper is within
+//! 3 cm of its goal position and open or closed as in the goal image.
 //!
 //! Output in `--out`: `episodes.jsonl` (one line per episode), `results.md` (the success table,
 //! also printed) and, per episode, the runtime's run report (goal | observation animation,
@@ -22,13 +24,14 @@ use anyhow::{Context, bail};
 use bridge_run::policy::{GoalImage, MqePolicy, Policy};
 use bridge_run::sim::SimRig;
 use bridge_run::{Runtime, RuntimeConfig, RuntimeOptions};
+use camera::preprocess::ModelView;
 use candle_core::Device;
 use crossbeam_channel::Receiver;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use widowx_sim::render::{CameraModel, RenderStyle, Renderer};
-use widowx_sim::tasks::{TaskFile, TaskSpec};
+use widowx_sim::tasks::{TaskFile, TaskSpec, Tier, TierCounts};
 use widowx_sim::{SceneHandle, TabletopConfig};
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +54,9 @@ pub struct EvalArgs {
     /// Policy steps allowed per block to move (a two-block task gets twice as many).
     #[arg(long, default_value_t = 45)]
     pub steps_per_block: usize,
+    /// Policy steps allowed for a reach task (T1).
+    #[arg(long, default_value_t = 30)]
+    pub reach_steps: usize,
     /// Each start block is moved by up to this much, seeded per episode, m.
     #[arg(long, default_value_t = 0.015)]
     pub start_jitter_m: f64,
@@ -71,11 +77,14 @@ pub struct EvalArgs {
 #[derive(Debug, Clone, Serialize)]
 struct EpisodeResult {
     task: String,
+    tier: Tier,
     blocks_to_move: usize,
     episode: usize,
     success: bool,
     /// Distance of each block from its goal at the end, m (task block order).
     block_errors_m: Vec<(String, f64)>,
+    /// For a reach task: the gripper's distance from its goal position at the end, m.
+    arm_error_m: Option<f64>,
     /// Blocks the gripper closed on during the episode (partial progress: reached and grasped).
     grasped: Vec<String>,
     steps: usize,
@@ -206,7 +215,7 @@ impl WorkerContext<'_> {
         .context("starting a virtual arm")?;
         let policy = MqePolicy::load(&self.args.checkpoint, &Device::Cpu)
             .with_context(|| format!("checkpoint {}", self.args.checkpoint.display()))?;
-        let size_px = policy.input_size_px();
+        let view = policy.input_view();
         self.config.episode.record = false;
         self.config.episode.recording_dir = self.args.out.join(format!("worker{worker}"));
         self.config.episode.log_file = self.args.out.join(format!("worker{worker}.log"));
@@ -219,7 +228,7 @@ impl WorkerContext<'_> {
             Box::new(policy),
             RuntimeOptions::default(),
         )?;
-        let outcome = self.run_jobs(&rig, &mut runtime, size_px, &jobs);
+        let outcome = self.run_jobs(&rig, &mut runtime, view, &jobs);
         let parked = runtime.park_and_stop();
         outcome?;
         parked?;
@@ -230,11 +239,11 @@ impl WorkerContext<'_> {
         &self,
         rig: &SimRig,
         runtime: &mut Runtime,
-        size_px: u32,
+        view: ModelView,
         jobs: &Receiver<Job>,
     ) -> anyhow::Result<()> {
         while let Ok(job) = jobs.recv() {
-            let result = self.run_one(rig, runtime, size_px, &job)?;
+            let result = self.run_one(rig, runtime, view, &job)?;
             self.record(result)?;
         }
         Ok(())
@@ -244,7 +253,7 @@ impl WorkerContext<'_> {
         &self,
         rig: &SimRig,
         runtime: &mut Runtime,
-        size_px: u32,
+        view: ModelView,
         job: &Job,
     ) -> anyhow::Result<EpisodeResult> {
         let task = &self.tasks.tasks[job.task];
@@ -252,14 +261,18 @@ impl WorkerContext<'_> {
             .as_deref()
             .context("goal image not rendered")?;
         let label = PathBuf::from(format!("task {} goal", task.name));
-        let goal = GoalImage::from_rgb(&label, goal_rgb, 640, 480, size_px)?;
+        let goal = GoalImage::from_rgb(&label, goal_rgb, 640, 480, view)?;
         let start = jittered_start(task, self.tasks, self.args, job);
         rig.scene()
             .set_block_positions(&start)
             .context("placing the start blocks")?;
-        let moved = task.moved_blocks().len().max(1);
+        let moved = task.moved_blocks().len();
+        let steps = match task.tier() {
+            Tier::Reach => self.args.reach_steps,
+            _ => self.args.steps_per_block * moved,
+        };
         let grasps_before = rig.scene().grasp_counts();
-        let report = runtime.run_episode(&goal, self.args.steps_per_block * moved)?;
+        let report = runtime.run_episode(&goal, steps)?;
         let outcome = task.outcome(&rig.scene().scene());
         if runtime.status().mode.awaits_operator() {
             // After a fault the runtime holds and waits for the operator; the evaluation plays
@@ -276,6 +289,7 @@ impl WorkerContext<'_> {
         }
         Ok(EpisodeResult {
             task: task.name.clone(),
+            tier: task.tier(),
             blocks_to_move: moved,
             episode: job.episode,
             success: outcome.success,
@@ -284,6 +298,7 @@ impl WorkerContext<'_> {
                 .iter()
                 .map(|b| (b.name.clone(), b.distance_m))
                 .collect(),
+            arm_error_m: outcome.arm_error_m,
             grasped,
             steps: report.steps,
             first_distance: report.distances.first().copied(),
@@ -351,28 +366,29 @@ fn jittered_start(task: &TaskSpec, tasks: &TaskFile, args: &EvalArgs, job: &Job)
     start
 }
 
-/// The per-task success table (Markdown).
+/// The per-task success table (Markdown), with a total per tier.
 fn success_table(checkpoint: &Path, results: &[EpisodeResult]) -> String {
     let mut table = String::new();
     let _ = writeln!(table, "checkpoint: {}\n", checkpoint.display());
     let _ = writeln!(
         table,
-        "| task | blocks moved | episodes | success | episodes with a grasp | mean final block error (m) |"
+        "| task | tier | episodes | success | episodes with a grasp | mean final block error (m) | mean final gripper error (m) |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|");
     let mut names: Vec<&str> = results.iter().map(|r| r.task.as_str()).collect();
     names.dedup();
     for name in names {
         let rows: Vec<&EpisodeResult> = results.iter().filter(|r| r.task == name).collect();
         let _ = writeln!(table, "{}", row(name, &rows));
     }
-    for moved in [1, 2] {
-        let rows: Vec<&EpisodeResult> = results
-            .iter()
-            .filter(|r| r.blocks_to_move == moved)
-            .collect();
+    for tier in [Tier::Reach, Tier::OneBlock, Tier::TwoBlocks] {
+        let rows: Vec<&EpisodeResult> = results.iter().filter(|r| r.tier == tier).collect();
         if !rows.is_empty() {
-            let _ = writeln!(table, "{}", row(&format!("**all {moved}-block**"), &rows));
+            let _ = writeln!(
+                table,
+                "{}",
+                row(&format!("**all {}**", tier.label()), &rows)
+            );
         }
     }
     table
@@ -385,14 +401,21 @@ fn row(name: &str, rows: &[&EpisodeResult]) -> String {
         .iter()
         .flat_map(|r| r.block_errors_m.iter().map(|(_, e)| *e))
         .collect();
-    let mean_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let arm_errors: Vec<f64> = rows.iter().filter_map(|r| r.arm_error_m).collect();
+    let arm = if arm_errors.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.3}", mean(&arm_errors))
+    };
     format!(
-        "| {name} | {} | {} | {:.0}% ({successes}/{}) | {with_grasp}/{} | {mean_error:.3} |",
-        rows.first().map_or(0, |r| r.blocks_to_move),
+        "| {name} | {} | {} | {:.0}% ({successes}/{}) | {with_grasp}/{} | {:.3} | {arm} |",
+        rows.first().map_or("-", |r| r.tier.label()),
         rows.len(),
         100.0 * successes as f64 / rows.len().max(1) as f64,
         rows.len(),
-        rows.len()
+        rows.len(),
+        mean(&errors),
     )
 }
 
@@ -401,10 +424,13 @@ pub struct TasksArgs {
     /// Write the task file here (generated) — or read it, with --from.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Generate this many single-block tasks.
+    /// Generate this many reach tasks (T1: the first near, the others far).
+    #[arg(long, default_value_t = 2)]
+    pub reach: usize,
+    /// Generate this many single-block tasks (T2).
     #[arg(long, default_value_t = 2)]
     pub single: usize,
-    /// Generate this many two-block (compositional) tasks.
+    /// Generate this many two-block (compositional) tasks (T3).
     #[arg(long, default_value_t = 2)]
     pub double: usize,
     #[arg(long, default_value_t = 0)]
@@ -419,8 +445,11 @@ pub fn tasks(args: TasksArgs) -> anyhow::Result<()> {
     let file = TaskFile::generate(
         widowx_sim::BlockSpec::default_set(),
         args.seed,
-        args.single,
-        args.double,
+        TierCounts {
+            reach: args.reach,
+            one_block: args.single,
+            two_blocks: args.double,
+        },
     );
     let text = file.to_toml_string()?;
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
@@ -432,18 +461,9 @@ pub fn tasks(args: TasksArgs) -> anyhow::Result<()> {
     for task in &file.tasks {
         let goal = file.render_goal(task, &mut renderer)?;
         save_png(&dir.join(format!("{}-goal.png", task.name)), &goal)?;
-        let mut start = file.goal_scene(task)?;
-        for (block, xy) in start
-            .blocks
-            .iter_mut()
-            .zip(task.start_positions(&file.blocks))
-        {
-            block.position_m[0] = xy[0];
-            block.position_m[1] = xy[1];
-        }
         save_png(
             &dir.join(format!("{}-start.png", task.name)),
-            &renderer.render_to_vec(&start),
+            &renderer.render_to_vec(&file.start_scene(task)?),
         )?;
     }
     Ok(())

@@ -20,6 +20,7 @@
 
 mod collect;
 mod commander;
+mod coverage;
 mod eval;
 mod play;
 
@@ -51,6 +52,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Generate a task file and render its goal and start images.
     Tasks(eval::TasksArgs),
+    /// How often each task's goal pose occurs in training data as the future of a frame.
+    Coverage(coverage::CoverageArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Collect(args) => collect::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Tasks(args) => eval::tasks(args),
+        Command::Coverage(args) => coverage::run(args),
     }
 }
 

@@ -8,17 +8,21 @@
 //! shows at most one pick-and-place, as in BridgeData V2's short episodes. Speeds, heights,
 //! offsets and the noise on every delta are drawn per episode and per step from a seeded
 //! generator.
+//!
+//! Wandering goes to gripper positions drawn by [`random_arm_xyz_m`], the distribution the
+//! evaluation goals are drawn from (often back at rest), and an episode that has finished its
+//! behaviour spends its last [`SETTLE_STEPS`] steps going to one more such position and holding
+//! still there. So the poses goal images show are poses the data reaches and stays at.
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
-use widowx_sim::tabletop::{BLOCK_AREA_M, MIN_BLOCK_SPACING_M};
+use widowx_sim::tabletop::{BLOCK_AREA_M, MIN_BLOCK_SPACING_M, random_arm_xyz_m};
 use widowx_sim::world::Scene;
 
-/// Where wandering goes, `(min, max)` per axis in `base_link`, m: inside Bridge's box, at heights
-/// where the pads clear the blocks (so wandering never grasps).
-const WANDER_MIN_M: [f64; 3] = [0.15, -0.12, 0.07];
-const WANDER_MAX_M: [f64; 3] = [0.40, 0.22, 0.20];
+/// Steps at the end of an episode spent going to a last pose and holding still there (when the
+/// behaviour is over by then).
+pub const SETTLE_STEPS: usize = 8;
 /// Steps the gripper may take to close on a block before the grasp counts as missed.
 const CLOSE_STEPS: usize = 6;
 /// Steps spent opening the gripper to let go.
@@ -50,6 +54,8 @@ enum Phase {
     Open,
     /// Random waypoints until the episode ends.
     Wander { waypoint_m: [f64; 3] },
+    /// Go to a point and stay there until the episode ends.
+    Settle { point_m: [f64; 3] },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,11 +92,14 @@ pub struct PlayPolicy {
     gripper_open: bool,
     speed_m: f64,
     yaw_goal_rad: f64,
+    /// Actions taken so far, and from which one the episode settles.
+    steps_taken: usize,
+    settle_from_step: usize,
 }
 
 impl PlayPolicy {
-    /// Draws a behaviour for `scene` and plans it.
-    pub fn new(scene: &Scene, mut rng: StdRng) -> PlayPolicy {
+    /// Draws a behaviour for `scene` and plans it, for an episode of `steps` actions.
+    pub fn new(scene: &Scene, mut rng: StdRng, steps: usize) -> PlayPolicy {
         let draw: f64 = rng.random_range(0.0..1.0);
         let behaviour = match draw {
             _ if scene.blocks.is_empty() => Behaviour::Wander,
@@ -110,6 +119,8 @@ impl PlayPolicy {
             current: 0,
             steps_in_phase: 0,
             gripper_open: true,
+            steps_taken: 0,
+            settle_from_step: steps.saturating_sub(SETTLE_STEPS),
         };
         policy.plan(scene);
         policy
@@ -122,6 +133,12 @@ impl PlayPolicy {
     /// For a pick-and-place: the block (index) and where it should end up (x, y), m.
     pub fn place_target(&self) -> Option<(usize, [f64; 2])> {
         self.place
+    }
+
+    /// Whether the episode is in its last stretch: going to its final pose and staying there.
+    #[cfg(test)]
+    pub fn settling(&self) -> bool {
+        matches!(self.phases[self.current], Phase::Settle { .. })
     }
 
     /// What the episode does, in words (written to `lang.txt`).
@@ -247,10 +264,7 @@ impl PlayPolicy {
     }
 
     fn wander_point(&mut self) -> [f64; 3] {
-        std::array::from_fn(|axis| {
-            self.rng
-                .random_range(WANDER_MIN_M[axis]..WANDER_MAX_M[axis])
-        })
+        random_arm_xyz_m(&mut self.rng)
     }
 
     /// A place on the table away from every block and from where `block` is now.
@@ -281,6 +295,8 @@ impl PlayPolicy {
 
     /// The action for this step.
     pub fn act(&mut self, observation: &PlayObservation<'_>) -> [f64; 7] {
+        self.settle_when_due();
+        self.steps_taken += 1;
         // Bounded: a fresh wander waypoint could, very rarely, be reached already.
         for _ in 0..8 {
             if !self.phase_done(observation) {
@@ -293,13 +309,14 @@ impl PlayPolicy {
         let goal_m = match phase {
             Phase::Move { target, .. } => self.resolve(target, observation.scene),
             Phase::Wander { waypoint_m } => waypoint_m,
+            Phase::Settle { point_m } => point_m,
             Phase::Close { .. } | Phase::Open => observation.target_xyz_m,
         };
         match phase {
             Phase::Move { open, .. } => self.gripper_open = open,
             Phase::Close { .. } => self.gripper_open = false,
             Phase::Open => self.gripper_open = true,
-            Phase::Wander { .. } => {}
+            Phase::Wander { .. } | Phase::Settle { .. } => {}
         }
         let translation = self.translation_toward(observation.target_xyz_m, goal_m);
         let rotation = self.rotation(observation.target_rpy_rad);
@@ -312,6 +329,17 @@ impl PlayPolicy {
             rotation[2],
             if self.gripper_open { 1.0 } else { 0.0 },
         ]
+    }
+
+    /// In the last [`SETTLE_STEPS`] steps, an episode that is wandering (its behaviour done)
+    /// goes to one more pose and stays there.
+    fn settle_when_due(&mut self) {
+        let wandering = matches!(self.phases[self.current], Phase::Wander { .. });
+        if self.steps_taken >= self.settle_from_step && wandering {
+            let point_m = self.wander_point();
+            self.phases[self.current] = Phase::Settle { point_m };
+            self.steps_in_phase = 0;
+        }
     }
 
     fn resolve(&self, target: Target, scene: &Scene) -> [f64; 3] {
@@ -348,6 +376,7 @@ impl PlayPolicy {
             Phase::Wander { waypoint_m } => {
                 distance(&observation.target_xyz_m, &waypoint_m) < 0.015
             }
+            Phase::Settle { .. } => false,
         }
     }
 
@@ -418,4 +447,64 @@ impl PlayPolicy {
 
 fn distance(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// Runs a policy on an empty table (it wanders), moving the commanded target by each
+    /// action; returns the commanded positions after each step.
+    fn commanded_path(policy: &mut PlayPolicy, steps: usize) -> Vec<[f64; 3]> {
+        let scene = Scene {
+            joints_rad: [0.0; 7],
+            blocks: Vec::new(),
+        };
+        let mut target = [0.3, 0.0, 0.15];
+        (0..steps)
+            .map(|_| {
+                let action = policy.act(&PlayObservation {
+                    scene: &scene,
+                    target_xyz_m: target,
+                    target_rpy_rad: [0.0; 3],
+                });
+                for axis in 0..3 {
+                    target[axis] += action[axis];
+                }
+                target
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_last_steps_go_to_one_pose_and_stay_there() {
+        for seed in 0..5 {
+            let scene = Scene {
+                joints_rad: [0.0; 7],
+                blocks: Vec::new(),
+            };
+            let steps = 20;
+            let mut policy = PlayPolicy::new(&scene, StdRng::seed_from_u64(seed), steps);
+            assert_eq!(policy.behaviour(), Behaviour::Wander);
+            let before = commanded_path(&mut policy, steps - SETTLE_STEPS);
+            assert!(!policy.settling(), "seed {seed}: settles too early");
+            // Past the episode's length it keeps holding the same pose (noise only).
+            let after = commanded_path(&mut policy, SETTLE_STEPS + 30);
+            assert!(policy.settling(), "seed {seed}");
+            let end = after[after.len() - 1];
+            let wobble_m = after[after.len() - 10..]
+                .iter()
+                .map(|p| distance(p, &end))
+                .fold(0.0, f64::max);
+            assert!(wobble_m < 0.01, "seed {seed}: still moving {wobble_m} m");
+            let (min, max) = widowx_sim::tabletop::ARM_AREA_M;
+            let near_rest = distance(&end, &widowx_sim::tabletop::BRIDGE_RESET_XYZ_M) < 0.04;
+            let in_area =
+                (0..3).all(|axis| (min[axis] - 0.01..max[axis] + 0.01).contains(&end[axis]));
+            assert!(near_rest || in_area, "seed {seed}: ends at {end:?}");
+            assert_eq!(before.len(), steps - SETTLE_STEPS);
+        }
+    }
 }

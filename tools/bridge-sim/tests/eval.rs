@@ -19,6 +19,7 @@ fn random_checkpoint(dir: &Path) -> PathBuf {
         dataset: "random weights (bridge-sim eval test)".into(),
         episodes: 0,
         rows: 0,
+        input_crop_px: None,
     };
     let checkpoint = dir.join("checkpoint");
     agent.save_inference(&checkpoint, &meta).unwrap();

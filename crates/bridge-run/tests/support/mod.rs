@@ -147,6 +147,7 @@ pub fn tiny_checkpoint(dir: &Path) -> PathBuf {
         dataset: "random weights (bridge-run tests)".into(),
         episodes: 0,
         rows: 0,
+        input_crop_px: None,
     };
     let checkpoint = dir.join("checkpoint");
     agent.save_inference(&checkpoint, &meta).unwrap();

@@ -31,6 +31,11 @@ pub struct CameraModel {
 struct CalibrationFile {
     camera: IntrinsicsSection,
     pose: PoseSection,
+    /// The region the model sees; read and checked by `camera::preprocess::Crop`, not used
+    /// for rendering.
+    #[serde(default)]
+    #[allow(dead_code)]
+    crop: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
