@@ -36,7 +36,9 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
     let tasks = dir.path().join("tasks.toml");
     let images = dir.path().join("images");
     let status = bridge_sim()
-        .args(["tasks", "--single", "1", "--double", "1", "--seed", "3"])
+        .args([
+            "tasks", "--reach", "1", "--single", "1", "--double", "1", "--seed", "3",
+        ])
         .arg("--out")
         .arg(&tasks)
         .arg("--images")
@@ -45,9 +47,11 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
         .unwrap();
     assert!(status.success());
     let file = widowx_sim::tasks::TaskFile::load(&tasks).unwrap();
-    assert_eq!(file.tasks.len(), 2);
-    assert_eq!(file.tasks[0].moved_blocks().len(), 1);
-    assert_eq!(file.tasks[1].moved_blocks().len(), 2);
+    assert_eq!(file.tasks.len(), 3);
+    assert_eq!(file.tasks[0].moved_blocks().len(), 0);
+    assert!(file.tasks[0].goal_ee_xyz_m.is_some());
+    assert_eq!(file.tasks[1].moved_blocks().len(), 1);
+    assert_eq!(file.tasks[2].moved_blocks().len(), 2);
     for task in &file.tasks {
         let goal = image::open(images.join(format!("{}-goal.png", task.name))).unwrap();
         assert_eq!((goal.width(), goal.height()), (640, 480));
@@ -63,6 +67,8 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
             "--workers",
             "2",
             "--steps-per-block",
+            "3",
+            "--reach-steps",
             "3",
         ])
         .args(["--reports-per-task", "1"])
@@ -84,10 +90,10 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4, "2 tasks x 2 episodes");
+    assert_eq!(lines.len(), 6, "3 tasks x 2 episodes");
     for line in &lines {
         let steps = line["steps"].as_u64().unwrap();
-        let budget = 3 * line["blocks_to_move"].as_u64().unwrap();
+        let budget = 3 * line["blocks_to_move"].as_u64().unwrap().max(1);
         assert!(steps >= 1 && steps <= budget, "{line}");
         // A random policy barely moves: the moved blocks stay far from their goals.
         assert_eq!(line["success"], false, "{line}");
@@ -101,7 +107,7 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
         .iter()
         .filter(|l| !l["report_dir"].is_null())
         .collect();
-    assert_eq!(kept.len(), 2, "{lines:?}");
+    assert_eq!(kept.len(), 3, "{lines:?}");
     for line in kept {
         let report = PathBuf::from(line["report_dir"].as_str().unwrap());
         assert!(
@@ -116,12 +122,13 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
         );
     }
     let table = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(
-        table.contains("| **all 1-block** | 1 | 2 | 0% (0/2) | 0/2 |"),
-        "{table}"
-    );
-    assert!(
-        table.contains("| **all 2-block** | 2 | 2 | 0% (0/2) | 0/2 |"),
-        "{table}"
-    );
+    for tier in ["T1 reach", "T2 one block", "T3 two blocks"] {
+        assert!(
+            table.contains(&format!("| **all {tier}** | {tier} | 2 | 0% (0/2) | 0/2 |")),
+            "{table}"
+        );
+    }
+    // Only the reach task has a gripper error.
+    let reach = lines.iter().find(|l| l["tier"] == "reach").unwrap();
+    assert!(reach["arm_error_m"].as_f64().unwrap() > 0.03, "{reach}");
 }
