@@ -186,17 +186,23 @@ fn crop_and_squash(
     out: &mut Vec<u8>,
 ) -> Result<(), CameraError> {
     let view = frame_view(rgb, width_px, height_px)?;
+    check_input_size(size_px)?;
+    crop.check_inside(width_px, height_px)?;
+    let region = view.view(crop.x_px, crop.y_px, crop.width_px, crop.height_px);
+    out.clear();
+    let resized = imageops::resize(&*region, size_px, size_px, FILTER);
+    out.extend_from_slice(resized.as_raw());
+    Ok(())
+}
+
+/// Errors for an empty model input.
+fn check_input_size(size_px: u32) -> Result<(), CameraError> {
     if size_px == 0 {
         return Err(CameraError::EmptyImage {
             width_px: size_px,
             height_px: size_px,
         });
     }
-    crop.check_inside(width_px, height_px)?;
-    let region = view.view(crop.x_px, crop.y_px, crop.width_px, crop.height_px);
-    out.clear();
-    let resized = imageops::resize(&*region, size_px, size_px, FILTER);
-    out.extend_from_slice(resized.as_raw());
     Ok(())
 }
 
@@ -228,12 +234,7 @@ pub fn squash_rgb(
     out: &mut Vec<u8>,
 ) -> Result<(), CameraError> {
     let view = frame_view(rgb, width_px, height_px)?;
-    if size_px == 0 {
-        return Err(CameraError::EmptyImage {
-            width_px: size_px,
-            height_px: size_px,
-        });
-    }
+    check_input_size(size_px)?;
     out.clear();
     if width_px == size_px && height_px == size_px {
         out.extend_from_slice(rgb);
