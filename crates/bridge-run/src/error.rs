@@ -36,6 +36,7 @@ pub enum RunError {
         timeout_s: f64,
         mode: crate::modes::Mode,
     },
+    #[cfg(feature = "sim")]
     #[error("virtual arm: {0}")]
     Sim(#[from] widowx_sim::SimError),
     #[error("camera: {0}")]

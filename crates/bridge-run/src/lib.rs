@@ -57,6 +57,7 @@ pub mod policy_loop;
 pub mod recorder;
 pub mod report;
 pub mod runtime;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
 pub mod supervisor;

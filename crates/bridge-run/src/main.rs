@@ -21,15 +21,15 @@ use bridge_run::keyboard::{self, Keyboard};
 use bridge_run::modes::{EpisodeEnd, Mode, OperatorCommand};
 use bridge_run::policy::{GoalImage, MqePolicy, Policy};
 use bridge_run::runtime::{Runtime, RuntimeOptions};
-use bridge_run::sim::SimRig;
 use camera::FrameSource;
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use mqe::{DeviceChoice, select_device};
 use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
-use widowx_sim::SceneHandle;
-use widowx_sim::tasks::{TaskFile, TaskSpec};
+
+mod run_sim;
+use run_sim::{SimHandle, SimTask};
 
 /// The checkpoint `--sim` uses when none is given.
 const DEFAULT_CHECKPOINT: &str = "models/sim-demo";
@@ -193,11 +193,15 @@ fn device(choice: DeviceChoice) -> Result<Device> {
     Ok(selected.device)
 }
 
-fn load_policy(cli: &Cli) -> Result<MqePolicy> {
-    let dir = cli
-        .checkpoint
+/// --checkpoint, or the shipped demo checkpoint.
+fn checkpoint_dir(cli: &Cli) -> PathBuf {
+    cli.checkpoint
         .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT))
+}
+
+fn load_policy(cli: &Cli) -> Result<MqePolicy> {
+    let dir = checkpoint_dir(cli);
     if !dir.join("config.toml").exists() {
         bail!(
             "no checkpoint at {} (config.toml missing); pass --checkpoint DIR (a directory written by bridge-train){}",
@@ -239,24 +243,11 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
             "--goal IMAGE is required (a PNG or JPEG of the scene you want, as the camera sees it)"
         );
     }
-    let checkpoint = cli
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-    let goals = checkpoint.join("goals");
-    if let Some(tasks) = checkpoint_tasks(&checkpoint)?
-        && let Some(name) = &tasks.default_task
-    {
-        let path = goals.join(format!("{name}-goal.png"));
-        if !path.is_file() {
-            bail!(
-                "default_task `{name}` of {}: its goal image {} is missing",
-                checkpoint.join("tasks.toml").display(),
-                path.display()
-            );
-        }
-        return Ok(path);
+    let checkpoint = checkpoint_dir(cli);
+    if let Some(goal) = run_sim::default_goal(&checkpoint)? {
+        return Ok(goal);
     }
+    let goals = checkpoint.join("goals");
     let mut images: Vec<PathBuf> = std::fs::read_dir(&goals)
         .with_context(|| format!("no --goal given and no goal folder {}", goals.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -273,88 +264,12 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("no --goal given and no PNG or JPEG in {}", goals.display()))
 }
 
-/// `<checkpoint>/tasks.toml`, when there is one.
-fn checkpoint_tasks(checkpoint: &Path) -> Result<Option<TaskFile>> {
-    let path = checkpoint.join("tasks.toml");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let tasks = TaskFile::load(&path).with_context(|| format!("task file {}", path.display()))?;
-    Ok(Some(tasks))
-}
-
-/// With --sim and a goal named `<task>-goal.png` whose task is in `<checkpoint>/tasks.toml`
-/// (as the shipped demo's are): the blocks start where that task starts, so the goal is
-/// reachable. Otherwise the blocks stay where `--sim-seed` put them.
-fn place_task_blocks(cli: &Cli, goal_file: &Path, sim: &SimRig) -> Result<Option<SimTask>> {
-    let checkpoint = cli
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
-    let Some(task_name) = goal_file
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.strip_suffix("-goal"))
-    else {
-        return Ok(None);
-    };
-    let Some(tasks) = checkpoint_tasks(&checkpoint)? else {
-        return Ok(None);
-    };
-    let Some(task) = tasks.task(task_name).cloned() else {
-        return Ok(None);
-    };
-    let start_m = task.start_positions(&tasks.blocks);
-    sim.scene()
-        .set_block_positions(&start_m)
-        .with_context(|| format!("placing the blocks of task `{task_name}`"))?;
-    say(&format!(
-        "bridge-run: blocks placed at the start of task `{task_name}` ({}, {})",
-        checkpoint.join("tasks.toml").display(),
-        task.tier().label()
-    ));
-    Ok(Some(SimTask {
-        task,
-        start_m,
-        scene: sim.scene().clone(),
-    }))
-}
-
-/// With --sim, the task whose goal image is run: the simulator judges each episode by it.
-struct SimTask {
-    task: TaskSpec,
-    /// Block start positions (the task file's block order).
-    start_m: Vec<[f64; 2]>,
-    scene: SceneHandle,
-}
-
-impl SimTask {
-    /// Puts the blocks back at the task's start (before every episode after the first).
-    fn reset_blocks(&self) -> Result<()> {
-        self.scene
-            .set_block_positions(&self.start_m)
-            .with_context(|| format!("placing the blocks of task `{}`", self.task.name))
-    }
-
-    /// Says whether the scene now meets the goal; true when it does.
-    fn judge(&self) -> bool {
-        let outcome = self.task.outcome(&self.scene.scene());
-        say(&format!(
-            "bridge-run: goal {}reached (the simulator's judgement of task `{}`): {}",
-            if outcome.success { "" } else { "NOT " },
-            self.task.name,
-            outcome.describe()
-        ));
-        outcome.success
-    }
-}
-
 /// The arm, the camera, and the virtual rig behind them with --sim.
 struct Rig {
     arm: Arm,
     camera: Box<dyn FrameSource>,
     frame_px: (u32, u32),
-    _sim: Option<SimRig>,
+    sim: Option<SimHandle>,
 }
 
 fn firmware(cli: &Cli) -> Result<FirmwareConfig> {
@@ -387,24 +302,20 @@ fn open_rig(cli: &Cli, config: &RuntimeConfig) -> Result<Rig> {
         ))
     };
     if cli.sim {
-        let sim = SimRig::spawn(cli.sim_seed).context("starting the virtual arm")?;
-        let arm = sim.connect().context("connecting to the virtual arm")?;
+        let sim = SimHandle::spawn(cli.sim_seed)?;
+        let arm = sim.connect()?;
         let (camera, frame_px): (Box<dyn FrameSource>, _) = match &cli.camera_folder {
             Some(path) => (
                 folder(path)?,
                 (config.camera.width_px, config.camera.height_px),
             ),
-            None => {
-                let camera = sim.camera(config.camera.sim_fps)?;
-                let px = (camera.renderer().width_px(), camera.renderer().height_px());
-                (Box::new(camera), px)
-            }
+            None => sim.camera(config.camera.sim_fps)?,
         };
         return Ok(Rig {
             arm,
             camera,
             frame_px,
-            _sim: Some(sim),
+            sim: Some(sim),
         });
     }
     let arm = Arm::connect(&cli.port, firmware(cli)?, driver_config(cli)?)
@@ -418,7 +329,7 @@ fn open_rig(cli: &Cli, config: &RuntimeConfig) -> Result<Rig> {
         arm,
         camera,
         frame_px,
-        _sim: None,
+        sim: None,
     })
 }
 
@@ -501,6 +412,9 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
     if cli.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
+    if cli.sim {
+        run_sim::available()?;
+    }
     let policy = load_policy(cli)?;
     let goal_file = goal_path(cli)?;
     let expected_px = if cli.sim && cli.camera_folder.is_none() {
@@ -511,8 +425,11 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
     let goal = GoalImage::load(&goal_file, policy.input_view(), expected_px)
         .with_context(|| format!("goal image {}", goal_file.display()))?;
     let rig = open_rig(cli, config)?;
-    let sim_task = match &rig._sim {
-        Some(sim) => place_task_blocks(cli, &goal_file, sim)?,
+    let sim_task = match &rig.sim {
+        Some(sim) => SimTask::place(&checkpoint_dir(cli), &goal_file, sim)?.map(|(task, line)| {
+            say(&line);
+            task
+        }),
         None => None,
     };
     if Some(rig.frame_px) != expected_px {
@@ -648,10 +565,10 @@ fn run_episodes(
         if end != RunEnd::Completed {
             return Ok(end);
         }
-        if let Some(task) = sim_task
-            && !task.judge()
-        {
-            missed += 1;
+        if let Some(task) = sim_task {
+            let (reached, line) = task.judge();
+            say(&line);
+            missed += usize::from(!reached);
         }
     }
     Ok(if missed > 0 {
@@ -707,6 +624,7 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
     if !cli.sim {
         bail!("bench runs on the virtual arm: pass --sim");
     }
+    run_sim::available()?;
     if !(seconds.is_finite() && seconds > 0.0) {
         bail!("--seconds must be positive, got {seconds}");
     }

@@ -1,10 +1,10 @@
 //! The virtual rig behind `--sim`: a virtual WidowX on a tabletop (protocol-accurate servos on a
 //! pseudo-terminal, driven through the real driver) and the rendered over-the-shoulder camera.
 
-use camera::{SimCamera, SimCameraConfig};
 use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
 use widowx_sim::{SceneHandle, SimConfig, TabletopConfig, VirtualArm};
+use widowx_sim::{SimCamera, SimCameraConfig};
 
 use crate::error::RunError;
 

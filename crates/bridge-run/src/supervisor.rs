@@ -643,7 +643,9 @@ mod tests {
         };
         let hw = Fault::Hardware {
             servo,
-            faults: Some(HardwareErrors::from_raw(widowx_sim::OVERLOAD_BIT)),
+            faults: Some(HardwareErrors::from_raw(
+                widowx::driver::HardwareFault::Overload.bit(),
+            )),
         };
         assert_eq!(hw.response(), Response::Park);
         let text = hw.to_string();

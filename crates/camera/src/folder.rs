@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sim::frame_period;
 use crate::{CameraError, Frame, FrameSource, Pacer};
 
 /// Replay settings.
@@ -43,7 +42,7 @@ const RAW_CAMERA_DIR: &str = "images0";
 impl FolderSource {
     /// Lists the images of `path` (or of `path/images0` when that exists).
     pub fn open(path: &Path, options: FolderOptions) -> Result<FolderSource, CameraError> {
-        let period = frame_period(options.fps, &format!("folder {}", path.display()))?;
+        let pacer = Pacer::at_rate(options.fps, &format!("folder {}", path.display()))?;
         let raw_camera = path.join(RAW_CAMERA_DIR);
         let dir = if raw_camera.is_dir() {
             raw_camera
@@ -56,7 +55,7 @@ impl FolderSource {
             files,
             next_index: 0,
             options,
-            pacer: Pacer::new(period),
+            pacer,
         })
     }
 

@@ -4,14 +4,15 @@
 //! deployment.
 //!
 //! For: [`FrameSource`] (a camera that yields timestamped RGB frames), and [`preprocess`]
-//! (a whole frame squashed, not cropped, to the model's square input), which `bridge-train
+//! (the calibration crop, then a squash to the model's square input), which `bridge-train
 //! prepare` and `bridge-run` both call so that the policy sees at run time exactly what it saw
 //! in training.
-//! Not for: models, datasets or the arm.
+//! Not for: models, datasets, the arm or the simulator. This crate depends on no other crate of
+//! the workspace, so the trainer links no serial or simulator code through it; the virtual
+//! tabletop's camera (`widowx_sim::SimCamera`) implements [`FrameSource`] from the other side.
 //!
-//! Sources: [`sim::SimCamera`] (the virtual tabletop's scene camera, rendered in software),
-//! [`folder::FolderSource`] (an image folder or a raw Bridge recording replayed), and, with the
-//! `v4l2` feature, `v4l2::V4l2Camera` (a USB camera through nokhwa; needs libclang to build, so
+//! Sources: [`folder::FolderSource`] (an image folder or a raw Bridge recording replayed),
+//! and, with the `v4l2` feature, `v4l2::V4l2Camera` (a USB camera through nokhwa; needs libclang to build, so
 //! the default build leaves it out).
 //!
 //! ```
@@ -25,14 +26,12 @@
 
 pub mod folder;
 pub mod preprocess;
-pub mod sim;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 
 use std::time::{Duration, Instant};
 
 pub use folder::{FolderOptions, FolderSource};
-pub use sim::{SimCamera, SimCameraConfig};
 #[cfg(feature = "v4l2")]
 pub use v4l2::{PixelFormat, V4l2Camera, V4l2Config, V4l2Device};
 
@@ -92,25 +91,34 @@ pub enum CameraError {
 
 /// A frame clock: slot `k` is due `k` periods after the first frame. Waiting returns the next
 /// slot, or, for a caller that fell behind, the latest slot already due (the ones in between are
-/// dropped, and the slot number shows it).
+/// dropped, and the slot number shows it). Every paced source uses it: the folder replay here and
+/// the virtual tabletop's camera in `widowx-sim`.
 #[derive(Debug)]
-pub(crate) struct Pacer {
+pub struct Pacer {
     period: Duration,
     started_at: Option<Instant>,
     next_slot: u64,
 }
 
 impl Pacer {
-    pub(crate) fn new(period: Duration) -> Pacer {
-        Pacer {
-            period,
+    /// A clock at `fps` frames per second, or an error naming `source_name` when that is not a
+    /// rate in (0, 1000].
+    pub fn at_rate(fps: f64, source_name: &str) -> Result<Pacer, CameraError> {
+        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+            return Err(CameraError::Source {
+                source_name: source_name.to_string(),
+                reason: format!("fps = {fps}; expected a rate in (0, 1000] frames per second"),
+            });
+        }
+        Ok(Pacer {
+            period: Duration::from_secs_f64(1.0 / fps),
             started_at: None,
             next_slot: 0,
-        }
+        })
     }
 
     /// Sleeps until the next slot is due; returns when it was taken and its number.
-    pub(crate) fn wait_next(&mut self) -> (Instant, u64) {
+    pub fn wait_next(&mut self) -> (Instant, u64) {
         let now = Instant::now();
         let started_at = *self.started_at.get_or_insert(now);
         let due = started_at + self.period.mul_f64(self.next_slot as f64);

@@ -28,7 +28,8 @@
 //!
 //! The tabletop (issue 5): [`VirtualArm::spawn_tabletop`] puts the arm on a table with coloured
 //! blocks it can grasp, carry and release ([`world`] holds the rules, [`tabletop`] the world
-//! thread and the [`SceneHandle`]); [`render`] draws the scene camera's view in software;
+//! thread and the [`SceneHandle`]); [`render`] draws the scene camera's view in software and
+//! [`SimCamera`] serves it as a `camera::FrameSource`;
 //! [`tasks`] describes start and goal scenes for evaluation.
 
 mod arm;
@@ -36,6 +37,7 @@ pub mod dynamics;
 pub mod protocol;
 mod pty;
 pub mod render;
+pub mod scene_camera;
 mod server;
 mod servo;
 pub mod tabletop;
@@ -55,6 +57,7 @@ use widowx::joints::SLEEP_POSE_RAD;
 use crate::server::{Control, Server, Shared};
 
 pub use crate::arm::OVERLOAD_BIT;
+pub use crate::scene_camera::{SimCamera, SimCameraConfig};
 pub use crate::tabletop::{BlockSpec, SceneHandle, TabletopConfig};
 pub use crate::world::{BlockState, Scene};
 

@@ -2,12 +2,10 @@
 //! [`SceneHandle`] (the arm as its servos stand, the blocks) at a fixed frame rate, 640x480 by
 //! default, each frame stamped when its scene was sampled.
 
-use std::time::Duration;
+use camera::{CameraError, Frame, FrameSource, Pacer};
 
-use widowx_sim::SceneHandle;
-use widowx_sim::render::{CameraModel, RenderStyle, Renderer};
-
-use crate::{CameraError, Frame, FrameSource, Pacer};
+use crate::SceneHandle;
+use crate::render::{CameraModel, RenderStyle, Renderer};
 
 /// Frame rate of the C920 at 640x480.
 pub const DEFAULT_FPS: f64 = 30.0;
@@ -47,12 +45,12 @@ pub struct SimCamera {
 impl SimCamera {
     /// A camera on `scene`; the frame rate must be positive and finite.
     pub fn new(scene: SceneHandle, config: SimCameraConfig) -> Result<SimCamera, CameraError> {
-        let period = frame_period(config.fps, "sim camera")?;
+        let pacer = Pacer::at_rate(config.fps, "sim camera")?;
         let style = config.style.unwrap_or_else(|| scene.render_style().clone());
         Ok(SimCamera {
             renderer: Renderer::new(config.camera, style),
             scene,
-            pacer: Pacer::new(period),
+            pacer,
             fps: config.fps,
         })
     }
@@ -92,24 +90,12 @@ impl FrameSource for SimCamera {
     }
 }
 
-/// The period of `fps`, or an error naming `what` when it is not a positive finite rate.
-pub(crate) fn frame_period(fps: f64, what: &str) -> Result<Duration, CameraError> {
-    if fps.is_finite() && fps > 0.0 && fps <= 1000.0 {
-        Ok(Duration::from_secs_f64(1.0 / fps))
-    } else {
-        Err(CameraError::Source {
-            source_name: what.to_string(),
-            reason: format!("fps = {fps}; expected a rate in (0, 1000] frames per second"),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use crate::{SimConfig, TabletopConfig, VirtualArm};
     use widowx::firmware::FirmwareConfig;
-    use widowx_sim::{SimConfig, TabletopConfig, VirtualArm};
 
     use super::*;
 
