@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recompute the MQE losses of an mqe_step.py --dump file in plain numpy (float64) and compare.
 
-What it is for: a second, independent reading of mqe.md sections 3-5 (no JAX involved) that checks
+What it is for: a second, independent reading of docs/mqe.md sections 3-5 (no JAX involved) that checks
 the JAX reference's loss values, and shows how to read the dump's key layout (the same layout the
 Rust cross-check reads). It checks forward values only; gradients are JAX's.
 

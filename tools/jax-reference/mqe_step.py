@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent JAX/XLA reference for ONE MQE training step (shared/docs/mqe.md sections 3-6).
+"""Independent JAX/XLA reference for ONE MQE training step (docs/mqe.md sections 3-6).
 
 What it is for: measuring the CPU time of one jitted MQE step (critic loss over all B x B pairs,
 DDPG+BC actor loss against a frozen critic, one Adam update) so the Rust/candle trainer has a number
@@ -54,7 +54,7 @@ import optax  # noqa: E402
 sg = jax.lax.stop_gradient
 
 # ---------------------------------------------------------------------------------------------
-# Configuration (mqe.md DEFAULTs; only settings that change the step's arithmetic are here).
+# Configuration (docs/mqe.md DEFAULTs; only settings that change the step's arithmetic are here).
 # ---------------------------------------------------------------------------------------------
 LATENT = 512
 HIDDEN = (512, 512, 512)
@@ -246,7 +246,7 @@ def random_batch(key, cfg, batch):
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses (mqe.md sections 4 and 5)
+# Losses (docs/mqe.md sections 4 and 5)
 # ---------------------------------------------------------------------------------------------
 def encode(params, name, x, pixel):
     return impala(params["enc"][name], x) if pixel else x

@@ -9,7 +9,7 @@
 //! | `states.f32` | `rows x 7` little-endian f32, Bridge states |
 //! | `actions.f32` | `rows x 7` little-endian f32; the last row of each episode is a zero pad, never sampled |
 //! | `journal.jsonl` | one JSON line per source: its path, content hash, trajectories (provenance, first row, rows, split key, language) and what was skipped |
-//! | `manifest.toml` | format version, settings, counts, the action normalisation (mqe.md section 6), the combined hash of the sources, what was skipped, and the committed length of the journal |
+//! | `manifest.toml` | format version, settings, counts, the action normalisation (docs/mqe.md section 6), the combined hash of the sources, what was skipped, and the committed length of the journal |
 //!
 //! The manifest is the commit record. Writers only append to the four data files and then
 //! replace `manifest.toml` atomically (temporary file, fsync, rename); everything past the
@@ -43,6 +43,7 @@ use memmap2::{Mmap, MmapOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, DatasetError, FrameBytes, Obs};
+pub use crate::norm::ActionBounds;
 use crate::trajectory::BRIDGE_DIM;
 
 /// Version of the cache layout this build writes and reads.
@@ -61,8 +62,6 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const LOCK_FILE: &str = "prepare.lock";
 /// Colour channels of every frame.
 pub const CHANNELS: usize = 3;
-/// Lower and upper quantiles mapped to -1 and +1 (mqe.md section 6).
-pub const NORM_PERCENTILES: [f64; 2] = [0.01, 0.99];
 /// The gripper action: absolute in [0, 1], mapped {0, 1} -> {-1, 1}.
 pub const GRIPPER_DIM: usize = BRIDGE_DIM - 1;
 /// How [`source_fingerprint`] hashes (recorded in the manifest).
@@ -221,22 +220,6 @@ pub struct Counts {
     pub failed_sources: u64,
     /// Trajectories of readable sources skipped (a corrupt frame, bad lengths, non-finite values).
     pub skipped_trajectories: u64,
-}
-
-/// The per-dimension affine action map of mqe.md section 6: `low` maps to -1, `high` to +1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionBounds {
-    /// Dataset value mapped to -1, per dimension.
-    pub low: Vec<f32>,
-    /// Dataset value mapped to +1, per dimension.
-    pub high: Vec<f32>,
-    /// The quantiles `low` and `high` are, for every dimension but the gripper.
-    pub percentiles: [f64; 2],
-    /// The gripper dimension, mapped {0, 1} -> {-1, 1} (low 0, high 1).
-    pub gripper_dim: usize,
-    /// Transitions the quantiles were computed over (pad rows excluded).
-    pub transitions: u64,
 }
 
 /// Something not cached, and why.
@@ -554,70 +537,21 @@ fn collect_files(
     Ok(())
 }
 
-/// Linear-interpolated quantile `q` of `values` (numpy's default), reordering them; 0 for none.
-pub fn quantile(values: &mut [f32], q: f64) -> f32 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let pos = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let frac = (pos - pos.floor()) as f32;
-    let (_, &mut low, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
-    if frac == 0.0 || above.is_empty() {
-        return low;
-    }
-    let high = above.iter().copied().fold(f32::INFINITY, f32::min);
-    low + frac * (high - low)
-}
-
-/// The action map of mqe.md section 6 over the transitions of `episodes` ((first row, rows)
-/// each) in row-major `actions` (`BRIDGE_DIM` per row): the 1st..99th percentile range of each
-/// dimension maps to [-1, 1] (a dimension whose range is empty gets a unit half-width around
-/// its value, so the map stays invertible); the gripper maps {0, 1} -> {-1, 1}. None when there
-/// is no transition.
+/// The cache's action map (docs/mqe.md section 6, [`ActionBounds::fit`]) over the transitions of
+/// `episodes` ((first row, rows) each) in row-major `actions` (`BRIDGE_DIM` per row), the
+/// gripper mapped {0, 1} -> {-1, 1}. None when there is no transition.
 pub fn action_bounds(actions: &[f32], episodes: &[(u64, u64)]) -> Option<ActionBounds> {
     bounds_of(|i| actions[i], episodes)
 }
 
 /// [`action_bounds`] over `action(i)`, the i-th value of the row-major action array.
 fn bounds_of(action: impl Fn(usize) -> f32, episodes: &[(u64, u64)]) -> Option<ActionBounds> {
-    let transitions: u64 = episodes
+    let transition_rows: Vec<u32> = episodes
         .iter()
-        .map(|&(_, rows)| rows.saturating_sub(1))
-        .sum();
-    if transitions == 0 {
-        return None;
-    }
-    let mut column = Vec::with_capacity(transitions as usize);
-    let (mut low, mut high) = (Vec::new(), Vec::new());
-    for d in 0..BRIDGE_DIM {
-        if d == GRIPPER_DIM {
-            low.push(0.0);
-            high.push(1.0);
-            continue;
-        }
-        column.clear();
-        for &(first, rows) in episodes {
-            let range = first as usize..(first + rows).saturating_sub(1) as usize;
-            column.extend(range.map(|row| action(row * BRIDGE_DIM + d)));
-        }
-        let lo = quantile(&mut column, NORM_PERCENTILES[0]);
-        let hi = quantile(&mut column, NORM_PERCENTILES[1]);
-        if hi - lo > 1e-6 {
-            low.push(lo);
-            high.push(hi);
-        } else {
-            low.push(lo - 1.0);
-            high.push(lo + 1.0);
-        }
-    }
-    Some(ActionBounds {
-        low,
-        high,
-        percentiles: NORM_PERCENTILES,
-        gripper_dim: GRIPPER_DIM,
-        transitions,
-    })
+        .flat_map(|&(first, rows)| first..(first + rows).saturating_sub(1))
+        .map(|row| row as u32)
+        .collect();
+    ActionBounds::fit(action, BRIDGE_DIM, &transition_rows, Some(GRIPPER_DIM))
 }
 
 /// Maps the first `len` bytes of `path` read-only; None for `len == 0` (nothing to map).
@@ -1545,16 +1479,6 @@ mod tests {
         );
         assert_eq!((bounds.low[6], bounds.high[6]), (0.0, 1.0), "gripper");
         assert!(action_bounds(&actions, &[]).is_none());
-    }
-
-    #[test]
-    fn quantiles_match_numpy_linear_interpolation() {
-        let mut v: Vec<f32> = vec![3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
-        // numpy.percentile([3,1,4,1,5,9,2,6], [1, 50, 99]) = 1.0, 3.5, 8.79
-        assert_eq!(quantile(&mut v, 0.01), 1.0);
-        assert!((quantile(&mut v, 0.5) - 3.5).abs() < 1e-6);
-        assert!((quantile(&mut v, 0.99) - 8.79).abs() < 1e-5);
-        assert_eq!(quantile(&mut [], 0.5), 0.0);
     }
 
     #[test]

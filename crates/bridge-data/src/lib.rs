@@ -1,10 +1,13 @@
 //! Offline datasets for goal-conditioned training, and the MQE batch sampler.
 //!
+//! Design: `docs/widowx.md`, "BridgeData V2 on disk" (the formats read here), and `docs/mqe.md`
+//! section 2 (the sampler).
+//!
 //! What it is for:
 //! - [`Dataset`]: observations (state vectors or HWC u8 frames), actions and episode structure,
 //!   independent of where the data came from, with a [`DataSummary`] for checkpoints.
 //! - [`ogbench`]: reading OGBench `.npz` files (and their `-val.npz` companions).
-//! - [`sampler`]: the batch sampling of mqe.md section 2 (transitions, geometric value goals,
+//! - [`sampler`]: the batch sampling of docs/mqe.md section 2 (transitions, geometric value goals,
 //!   waypoints, one-step override, actor goals, random crop), seeded and reproducible, into
 //!   preallocated buffers that are reused across steps.
 //! - BridgeData V2 readers, each yielding [`Trajectory`] values without Python: [`raw`] (trajectory
@@ -12,6 +15,8 @@
 //!   in that layout), [`tfrecord`] (RLDS shards), [`npy_release`] (`out.npy`), [`pickle`] (the
 //!   pickle machine with NumPy arrays under them), and [`sources`] (discovery, dispatch and the
 //!   shared [`sources::ReadOptions`]).
+//! - [`norm`]: the one action normalisation (fitted for the cache and for in-memory datasets);
+//!   [`stats`]: the one percentile helper.
 //! - [`cache`]: the training cache `bridge-train prepare` writes (squashed frames, states, actions,
 //!   a manifest), append-only and resumable; [`cache::Cache`] memory-maps it into a [`Dataset`]
 //!   whose frames ([`FrameBytes`]) are the mapping itself, so data larger than RAM can be trained on.
@@ -37,12 +42,14 @@
 
 pub mod cache;
 mod dataset;
+pub mod norm;
 pub mod npy_release;
 pub mod ogbench;
 pub mod pickle;
 pub mod raw;
 pub mod sampler;
 pub mod sources;
+pub mod stats;
 pub mod tfrecord;
 pub mod trajectory;
 

@@ -1,4 +1,4 @@
-//! The MQE batch sampler (mqe.md section 2): transitions, geometric value goals, waypoints,
+//! The MQE batch sampler (docs/mqe.md section 2): transitions, geometric value goals, waypoints,
 //! actor goals, and the random-crop augmentation for pixels. Seeded and reproducible.
 
 use rand::rngs::StdRng;
@@ -30,7 +30,7 @@ pub struct SamplerConfig {
 }
 
 impl Default for SamplerConfig {
-    /// The OGBench state-based maze settings of mqe.md.
+    /// The OGBench state-based maze settings of docs/mqe.md.
     fn default() -> Self {
         Self {
             batch_size: 256,
@@ -403,7 +403,7 @@ impl Sampler {
         result
     }
 
-    /// Fills `out` with `batch_size` elements drawn as in mqe.md section 2.
+    /// Fills `out` with `batch_size` elements drawn as in docs/mqe.md section 2.
     pub fn sample_indices(
         &mut self,
         dataset: &Dataset,

@@ -1,4 +1,4 @@
-//! Properties of the MQE sampler (mqe.md section 2), checked over many seeded draws.
+//! Properties of the MQE sampler (docs/mqe.md section 2), checked over many seeded draws.
 
 use bridge_data::{
     BatchBuffers, Dataset, IndexBatch, Obs, Sampler, SamplerConfig, SamplerError, sample_geometric,

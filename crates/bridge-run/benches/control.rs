@@ -25,7 +25,11 @@ fn benches(c: &mut Criterion) {
 
     let mut state = JointState::default();
     state.positions_rad[..6].copy_from_slice(&joints);
-    let mut supervisor = Supervisor::new(SafetyConfig::default(), WorkspaceConfig::default());
+    let mut supervisor = Supervisor::new(
+        SafetyConfig::default(),
+        WorkspaceConfig::default(),
+        widowx::firmware::FirmwareConfig::wx250s().joint_limits(),
+    );
     let now = Instant::now();
     c.bench_function("tick: supervisor checks (running)", |b| {
         b.iter(|| {

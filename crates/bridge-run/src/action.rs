@@ -1,4 +1,4 @@
-//! The Bridge action semantics, in one place (widowx.md, "Bridge conventions"):
+//! The Bridge action semantics, in one place (docs/widowx.md, "Bridge conventions"):
 //!
 //! - an action `[dx, dy, dz, droll, dpitch, dyaw, gripper]` is a delta on the previously
 //!   COMMANDED pose (not the measured one), so small tracking errors never accumulate into drift;

@@ -120,7 +120,7 @@ impl Default for PolicyConfig {
     }
 }
 
-/// How a Bridge action becomes a target (widowx.md, "Bridge conventions").
+/// How a Bridge action becomes a target (docs/widowx.md, "Bridge conventions").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActionConfig {

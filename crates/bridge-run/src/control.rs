@@ -27,7 +27,7 @@ use crate::modes::{
     Axis, Effect, EpisodeEnd, Input, Mode, ModeMachine, OperatorCommand, Transition,
 };
 use crate::monitor::MonitorMsg;
-use crate::supervisor::{Fault, Supervisor, TickView, clamp_to_limits};
+use crate::supervisor::{Fault, Supervisor, TickView};
 
 /// The policy's newest action, as the control thread receives it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -233,12 +233,17 @@ pub fn spawn(
 ) -> Result<JoinHandle<Arm>, crate::RunError> {
     arm.set_torque(true, None)?;
     let state = *arm.read_joint_state()?;
-    let setpoint = clamp_to_limits(&state.arm_positions_rad());
+    let supervisor = Supervisor::new(
+        config.safety.clone(),
+        config.workspace.clone(),
+        arm.joint_limits(),
+    );
+    let setpoint = supervisor.clamp_to_limits(&state.arm_positions_rad());
     let now = Instant::now();
     let status = ControlStatus::initial(now, state, setpoint);
     links.status.put(status);
     let control = Control {
-        supervisor: Supervisor::new(config.safety.clone(), config.workspace.clone()),
+        supervisor,
         mapper: ActionMapper::new(config.action.clone(), config.workspace.clone()),
         gripper: StickyGripper::new(
             config.action.gripper_threshold,
@@ -449,7 +454,9 @@ impl Control {
             Effect::None => {}
             Effect::Hold => self.hold(),
             Effect::FreezeAtMeasured => {
-                self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+                self.setpoint = self
+                    .supervisor
+                    .clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
                 self.hold();
             }
             Effect::TorqueOff => self.torque(false),
@@ -504,7 +511,9 @@ impl Control {
         }
         if enabled {
             // Torque-on sets each goal to where the servo is: hold exactly there.
-            self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+            self.setpoint = self
+                .supervisor
+                .clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
             self.hold();
             self.gripper_written = None;
         }
@@ -542,7 +551,7 @@ impl Control {
     }
 
     fn set_target(&mut self, goal: [f64; ARM_JOINTS], duration_s: f64) {
-        self.target = clamp_to_limits(&goal);
+        self.target = self.supervisor.clamp_to_limits(&goal);
         let ticks = (duration_s / self.config.control.control_period_s).round();
         self.ticks_left = ticks.clamp(1.0, 1e6) as u32;
     }
@@ -724,7 +733,9 @@ impl Control {
             Ok(()) => {}
             Err(DriverError::GoalOutOfRange { servo, .. }) => {
                 let joint = servo.joint.unwrap_or(widowx::joints::Joint::Waist);
-                self.setpoint = clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
+                self.setpoint = self
+                    .supervisor
+                    .clamp_to_limits(&self.arm.joint_state().arm_positions_rad());
                 self.on_fault(Fault::GoalRefused { joint }, now);
             }
             Err(DriverError::Io { .. } | DriverError::Open { .. }) => {

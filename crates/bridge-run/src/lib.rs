@@ -8,7 +8,9 @@
 //! Not for: training (`bridge-train`), servo set-up and repair (`bridge-servo`), kinematics and
 //! the servo protocol (crate `widowx`), frame capture (crate `camera`).
 //!
-//! Threads (architecture.md, "bridge-run data flow"):
+//! Design: `docs/architecture.md` (threads, the path of one frame, modes) and `docs/widowx.md`, "Bridge conventions".
+//!
+//! Threads (docs/architecture.md, "bridge-run data flow"):
 //! - control ([`control`]): every `control_period_s` one SYNC_READ and one SYNC_WRITE, the mode
 //!   machine ([`modes`]) and the safety supervisor ([`supervisor`]); never waits on the policy,
 //!   never allocates or touches the disk;

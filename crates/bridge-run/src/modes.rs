@@ -1,4 +1,4 @@
-//! The mode machine of the runtime (architecture.md, "Modes"), pure: inputs in, transitions
+//! The mode machine of the runtime (docs/architecture.md, "Modes"), pure: inputs in, transitions
 //! with the effect the control thread must carry out.
 //!
 //! ```text

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bridge_data::stats::quantile;
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::imageops::{self, FilterType};
 use image::{Delay, Rgb, RgbImage, RgbaImage};
@@ -89,21 +90,14 @@ impl LatencyStats {
         if ms.is_empty() {
             return None;
         }
-        ms.sort_by(f64::total_cmp);
         Some(Self {
             count: ms.len(),
             mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-            p50_ms: percentile_sorted(&ms, 0.50),
-            p99_ms: percentile_sorted(&ms, 0.99),
-            max_ms: ms[ms.len() - 1],
+            p50_ms: quantile(&mut ms, 0.50)?,
+            p99_ms: quantile(&mut ms, 0.99)?,
+            max_ms: quantile(&mut ms, 1.0)?,
         })
     }
-}
-
-/// Nearest-rank percentile of a sorted, non-empty slice.
-fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// The learned distance over the episode (finite values only).
@@ -722,11 +716,12 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_use_nearest_rank() {
+    fn percentiles_interpolate_as_numpy() {
+        // np.percentile(range(1, 101), [50, 99]) = [50.5, 99.01]
         let samples_s: Vec<f64> = (1..=100).map(|i| f64::from(i) * 1e-3).collect();
         let s = LatencyStats::from_seconds(&samples_s).unwrap();
         assert_eq!(s.count, 100);
-        assert!((s.p50_ms - 50.0).abs() < 1e-9 && (s.p99_ms - 99.0).abs() < 1e-9);
+        assert!((s.p50_ms - 50.5).abs() < 1e-9 && (s.p99_ms - 99.01).abs() < 1e-9);
         assert!((s.max_ms - 100.0).abs() < 1e-9 && (s.mean_ms - 50.5).abs() < 1e-9);
         assert_eq!(LatencyStats::from_seconds(&[f64::NAN]), None);
     }

@@ -1,4 +1,4 @@
-//! The runtime: the threads of architecture.md wired together, and the episode API used by the
+//! The runtime: the threads of docs/architecture.md wired together, and the episode API used by the
 //! `bridge-run` binary and by `bridge-sim eval` (so evaluation runs the same code path).
 //!
 //! No process-global state: each [`Runtime`] owns its threads and channels, so several can run

@@ -1,15 +1,7 @@
-//! Percentiles of latency samples and the table `bridge-run bench` prints.
+//! The latency table `bridge-run bench` prints (percentiles from `bridge_data::stats`, the
+//! workspace's one percentile helper: numpy's linear interpolation).
 
-/// Nearest-rank percentile `p` (0..=1) of `samples`; `None` when empty. NaNs are ignored.
-pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
-    let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| !v.is_nan()).collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let rank = (p.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
+use bridge_data::stats::quantile_of;
 
 /// One row of the latency table, in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,13 +16,13 @@ pub struct LatencyRow {
 impl LatencyRow {
     /// The row for `samples_s` (seconds).
     pub fn of(name: &str, samples_s: &[f64]) -> LatencyRow {
-        let ms = |v: Option<f64>| v.map(|s| s * 1e3);
+        let ms = |q: f64| quantile_of(samples_s, q).map(|s| s * 1e3);
         LatencyRow {
             name: name.to_string(),
             count: samples_s.len(),
-            p50_ms: ms(percentile(samples_s, 0.5)),
-            p99_ms: ms(percentile(samples_s, 0.99)),
-            max_ms: ms(percentile(samples_s, 1.0)),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            max_ms: ms(1.0),
         }
     }
 }
@@ -58,17 +50,6 @@ pub fn latency_table(rows: &[LatencyRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&samples, 0.5), Some(50.0));
-        assert_eq!(percentile(&samples, 0.99), Some(99.0));
-        assert_eq!(percentile(&samples, 1.0), Some(100.0));
-        assert_eq!(percentile(&samples, 0.0), Some(1.0));
-        assert_eq!(percentile(&[], 0.5), None);
-        assert_eq!(percentile(&[f64::NAN, 2.0], 0.5), Some(2.0));
-    }
 
     #[test]
     fn table_lists_rows_in_milliseconds() {

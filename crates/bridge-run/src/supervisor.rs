@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use widowx::driver::{Effort, HardwareErrors, JointState, ServoRef};
-use widowx::joints::{ARM_JOINT_LIMITS, ARM_JOINTS, Joint};
+use widowx::joints::{ARM_JOINTS, Joint, JointLimits};
 use widowx::kinematics::forward;
 
 use crate::config::{SafetyConfig, WorkspaceConfig};
@@ -226,16 +226,25 @@ pub struct TickView<'a> {
 pub struct Supervisor {
     safety: SafetyConfig,
     workspace: WorkspaceConfig,
+    /// The arm's reconciled joint limits (`Arm::joint_limits`): what the driver accepts.
+    joint_limits: [JointLimits; ARM_JOINTS],
     bus_failing_since: Option<Instant>,
     /// Consecutive checks each joint has been over the speed limit.
     over_speed_ticks: [u32; ARM_JOINTS],
 }
 
 impl Supervisor {
-    pub fn new(safety: SafetyConfig, workspace: WorkspaceConfig) -> Supervisor {
+    /// A supervisor for an arm whose goals must lie within `joint_limits` (take them from
+    /// `widowx::driver::Arm::joint_limits`, so that no setpoint passed here is refused there).
+    pub fn new(
+        safety: SafetyConfig,
+        workspace: WorkspaceConfig,
+        joint_limits: [JointLimits; ARM_JOINTS],
+    ) -> Supervisor {
         Supervisor {
             safety,
             workspace,
+            joint_limits,
             bus_failing_since: None,
             over_speed_ticks: [0; ARM_JOINTS],
         }
@@ -260,7 +269,7 @@ impl Supervisor {
     fn check_joint_limits(&self, state: &JointState) -> Option<Fault> {
         let margin = self.safety.joint_limit_margin_rad;
         (0..ARM_JOINTS).find_map(|i| {
-            let limits = ARM_JOINT_LIMITS[i];
+            let limits = self.joint_limits[i];
             let position_rad = state.positions_rad[i];
             let inside =
                 position_rad >= limits.min_rad - margin && position_rad <= limits.max_rad + margin;
@@ -375,6 +384,13 @@ impl Supervisor {
         });
         (next, slowed)
     }
+
+    /// Joints clamped inside the arm's joint limits (a frozen measured pose may sit a hair
+    /// outside, and an IK solution may touch the URDF limit past a servo limit: the driver
+    /// would refuse either as a goal).
+    pub fn clamp_to_limits(&self, joints_rad: &[f64; ARM_JOINTS]) -> [f64; ARM_JOINTS] {
+        std::array::from_fn(|i| self.joint_limits[i].clamp(joints_rad[i]))
+    }
 }
 
 fn seconds_between(earlier: Instant, later: Instant) -> f64 {
@@ -382,12 +398,6 @@ fn seconds_between(earlier: Instant, later: Instant) -> f64 {
         .checked_duration_since(earlier)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
-}
-
-/// Joints clamped inside their URDF limits (a frozen measured pose may sit a hair outside,
-/// which the driver would refuse as a goal).
-pub fn clamp_to_limits(joints_rad: &[f64; ARM_JOINTS]) -> [f64; ARM_JOINTS] {
-    std::array::from_fn(|i| ARM_JOINT_LIMITS[i].clamp(joints_rad[i]))
 }
 
 #[cfg(test)]
@@ -399,7 +409,15 @@ mod tests {
     use crate::config::ActionConfig;
 
     fn supervisor() -> Supervisor {
-        Supervisor::new(SafetyConfig::default(), WorkspaceConfig::default())
+        Supervisor::new(
+            SafetyConfig::default(),
+            WorkspaceConfig::default(),
+            limits(),
+        )
+    }
+
+    fn limits() -> [JointLimits; ARM_JOINTS] {
+        widowx::firmware::FirmwareConfig::wx250s().joint_limits()
     }
 
     fn start_joints() -> [f64; ARM_JOINTS] {
@@ -450,10 +468,10 @@ mod tests {
     #[test]
     fn joint_limits_trip_beyond_the_margin_only() {
         let mut joints = start_joints();
-        joints[1] = ARM_JOINT_LIMITS[1].max_rad + 0.04;
+        joints[1] = limits()[1].max_rad + 0.04;
         let state = state_at(joints);
         assert_eq!(check(Mode::Idle, &state, &joints, (0.0, 0.0)), None);
-        joints[1] = ARM_JOINT_LIMITS[1].max_rad + 0.06;
+        joints[1] = limits()[1].max_rad + 0.06;
         let state = state_at(joints);
         let fault = check(Mode::Idle, &state, &joints, (0.0, 0.0)).unwrap();
         assert!(
@@ -661,9 +679,10 @@ mod tests {
             nan.to_string()
                 .contains("holding where it is (torque on) until the operator acts")
         );
-        assert_eq!(
-            clamp_to_limits(&[0.0, -3.0, 3.0, 0.0, 0.0, 0.0])[1],
-            ARM_JOINT_LIMITS[1].min_rad
-        );
+        let clamped = supervisor().clamp_to_limits(&[0.0, -3.0, 3.0, 0.0, 0.0, 0.0]);
+        assert_eq!(clamped[1], limits()[1].min_rad);
+        // Above, the servo's limit binds before the URDF's, and the clamp respects it.
+        assert_eq!(clamped[2], limits()[2].max_rad);
+        assert!(limits()[2].max_rad < widowx::joints::ARM_JOINT_LIMITS[2].max_rad);
     }
 }

@@ -53,7 +53,7 @@ pub struct DataBenchOptions {
     pub episode_len: usize,
     /// Threads of `prepare`; 0 uses every core.
     pub jobs: usize,
-    /// Batch size of the loader and trainer measurements (mqe.md: 256).
+    /// Batch size of the loader and trainer measurements (docs/mqe.md: 256).
     pub batch_size: usize,
     /// Background loader threads.
     pub loader_threads: usize,

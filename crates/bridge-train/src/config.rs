@@ -112,12 +112,12 @@ pub struct RunConfig {
 /// whether they are BridgeData frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DataTraits {
-    /// Image observations: one-step probability 0.1 and 500k steps (mqe.md 2.4, 6).
+    /// Image observations: one-step probability 0.1 and 500k steps (docs/mqe.md 2.4, 6).
     pub pixels: bool,
-    /// OGBench stitch data: half of the actor goals drawn from the whole dataset (mqe.md 2.5).
+    /// OGBench stitch data: half of the actor goals drawn from the whole dataset (docs/mqe.md 2.5).
     pub stitch: bool,
     /// BridgeData frames of this size (a training cache): gamma 0.98 (trajectories of about 36
-    /// steps, mqe.md 2.2) and the encoder of that size: "impala" at 128 px and above,
+    /// steps, docs/mqe.md 2.2) and the encoder of that size: "impala" at 128 px and above,
     /// "impala-small" below.
     pub bridge_size_px: Option<usize>,
 }
@@ -144,7 +144,7 @@ impl DataTraits {
     }
 }
 
-/// Frame size from which the larger IMPALA encoder is the default (mqe.md: impala-small at 64,
+/// Frame size from which the larger IMPALA encoder is the default (docs/mqe.md: impala-small at 64,
 /// impala at 128).
 pub const IMPALA_FROM_PX: usize = 128;
 

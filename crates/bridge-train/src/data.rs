@@ -1,7 +1,7 @@
 //! From `bridge-data` (candle-free) to `mqe`: observation kinds, the action normalisation of
-//! mqe.md section 6, and sampler buffers -> [`mqe::Batch`] tensors.
+//! docs/mqe.md section 6, and sampler buffers -> [`mqe::Batch`] tensors.
 
-use bridge_data::cache::ActionBounds;
+use bridge_data::norm::{ActionBounds, in_unit_box};
 use bridge_data::{BatchBuffers, ObsBuffers, SamplerConfig};
 use bridge_data::{Dataset, Obs};
 use candle_core::{Device, Tensor};
@@ -17,8 +17,11 @@ pub enum DataError {
     #[error("building batch tensors: {0}")]
     Tensor(#[from] candle_core::Error),
     /// A cache's recorded action normalisation is unusable (wrong length, empty range).
-    #[error("the cache's action normalisation: {0}")]
+    #[error("the action normalisation: {0}")]
     ActionNorm(#[source] mqe::MqeError),
+    /// No row has a next observation, so there is no action to fit the normalisation to.
+    #[error("the data have no transition (every episode is one row): nothing to train on")]
+    NoTransitions,
 }
 
 /// The model's observation kind for `dataset`.
@@ -54,59 +57,25 @@ pub fn sampler_config(train: &TrainConfig) -> SamplerConfig {
     }
 }
 
-/// Lower and upper percentiles of the action map (mqe.md section 6).
-const NORM_PERCENTILES: (f64, f64) = (0.01, 0.99);
-
-/// Identity when every action already lies in [-1, 1]; otherwise, per dimension, the map from
-/// the 1st..99th percentile range to [-1, 1]. A dimension whose percentiles coincide (a
-/// constant, or almost constant, action) gets a unit half-width around that value, so the map
-/// stays invertible.
-pub fn action_norm_for(dataset: &Dataset) -> ActionNorm {
-    let dim = dataset.action_dim();
-    let actions = dataset.actions();
-    if actions.iter().all(|a| (-1.0..=1.0).contains(a)) {
-        return ActionNorm::identity(dim);
-    }
-    let (mut low, mut high) = (Vec::with_capacity(dim), Vec::with_capacity(dim));
-    for d in 0..dim {
-        let mut column: Vec<f32> = actions
-            .iter()
-            .skip(d)
-            .step_by(dim)
-            .copied()
-            .filter(|a| a.is_finite())
-            .collect();
-        column.sort_by(f32::total_cmp);
-        let (lo, hi) = (
-            percentile(&column, NORM_PERCENTILES.0),
-            percentile(&column, NORM_PERCENTILES.1),
-        );
-        if hi - lo > 1e-6 {
-            low.push(lo);
-            high.push(hi);
-        } else {
-            low.push(lo - 1.0);
-            high.push(lo + 1.0);
-        }
-    }
-    ActionNorm { low, high }
+/// The model's action map for an in-memory dataset (docs/mqe.md section 6): the identity when
+/// every transition's action already lies in [-1, 1] (OGBench's convention), otherwise the map
+/// fitted by [`ActionBounds::fit`] over the dataset's transitions, the same fit the training
+/// cache records.
+pub fn action_norm_for(dataset: &Dataset) -> Result<ActionNorm, DataError> {
+    let (actions, dim) = (dataset.actions(), dataset.action_dim());
+    let rows = dataset.transition_rows();
+    let bounds = if in_unit_box(actions, dim, rows) {
+        ActionBounds::unit_box(dim, rows.len() as u64)
+    } else {
+        ActionBounds::fit(|i| actions[i], dim, rows, None).ok_or(DataError::NoTransitions)?
+    };
+    action_norm_from_bounds(&bounds)
 }
 
-/// The model's action map from a training cache's recorded normalisation (the same
-/// 1st..99th percentile map as [`action_norm_for`], the gripper mapped {0, 1} -> {-1, 1}).
-pub fn action_norm_from_cache(bounds: &ActionBounds) -> Result<ActionNorm, DataError> {
+/// The model's action map from fitted bounds (a training cache's recorded ones, or
+/// [`action_norm_for`]'s).
+pub fn action_norm_from_bounds(bounds: &ActionBounds) -> Result<ActionNorm, DataError> {
     ActionNorm::new(bounds.low.clone(), bounds.high.clone()).map_err(DataError::ActionNorm)
-}
-
-/// Linear-interpolated percentile of sorted values (numpy's default); 0 for no values.
-fn percentile(sorted: &[f32], q: f64) -> f32 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    let frac = (pos - pos.floor()) as f32;
-    sorted[lo] + frac * (sorted[hi] - sorted[lo])
 }
 
 /// Turns sampler buffers into [`Batch`] tensors, normalising actions on the way. Holds scratch
@@ -195,15 +164,18 @@ mod tests {
     #[test]
     fn actions_in_the_box_keep_the_identity() {
         let data = dataset(vec![-1.0, 0.5, 1.0, 0.0], 2);
-        assert_eq!(action_norm_for(&data), ActionNorm::identity(2));
+        assert_eq!(action_norm_for(&data).unwrap(), ActionNorm::identity(2));
     }
 
     #[test]
     fn wide_actions_map_their_percentiles_and_constants_stay_invertible() {
-        // Dimension 0 spans 0..=100 (1st percentile 1, 99th 99); dimension 1 is constant 5.
-        let actions: Vec<f32> = (0..=100).flat_map(|i| [i as f32, 5.0]).collect();
-        let norm = action_norm_for(&dataset(actions, 2));
-        assert!((norm.low[0] - 1.0).abs() < 1e-4 && (norm.high[0] - 99.0).abs() < 1e-4);
+        // Dimension 0 spans 0..=99 over the transitions (1st percentile 0.99, 99th 98.01; the
+        // last row's 1000 is no transition); dimension 1 is constant 5.
+        let mut actions: Vec<f32> = (0..100).flat_map(|i| [i as f32, 5.0]).collect();
+        actions.extend([1000.0, 5.0]);
+        let norm = action_norm_for(&dataset(actions, 2)).unwrap();
+        assert!((norm.low[0] - 0.99).abs() < 1e-4, "{:?}", norm.low);
+        assert!((norm.high[0] - 98.01).abs() < 1e-4, "{:?}", norm.high);
         assert_eq!((norm.low[1], norm.high[1]), (4.0, 6.0));
         norm.validate().unwrap();
     }
@@ -212,7 +184,7 @@ mod tests {
     fn converted_batches_have_model_shapes_and_normalised_actions() {
         let actions: Vec<f32> = (0..40).map(|i| i as f32).collect();
         let data = dataset(actions, 2);
-        let norm = action_norm_for(&data);
+        let norm = action_norm_for(&data).unwrap();
         let config = SamplerConfig {
             batch_size: 8,
             ..SamplerConfig::default()

@@ -322,7 +322,7 @@ fn start_agent(
         let mut agent = Agent::new(model, config.train.clone(), device)?;
         let norm = match &options.action_norm {
             Some(norm) => norm.clone(),
-            None => action_norm_for(train),
+            None => action_norm_for(train)?,
         };
         agent.set_action_norm(norm)?;
         return Ok(agent);

@@ -10,6 +10,8 @@
 //! What it is not for: the method itself (crate `mqe`), reading datasets and sampling batches
 //! (crate `bridge-data`), or running a policy on a robot (`bridge-run`, `policy-server`).
 //!
+//! Design: `docs/mqe.md` (the method and its settings) and `docs/architecture.md` (the crates).
+//!
 //! ```no_run
 //! use bridge_train::config::{resolve, DataTraits, RunConfig};
 //! use bridge_train::fit::{fit, FitOptions};

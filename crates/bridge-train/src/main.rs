@@ -34,7 +34,7 @@ use bridge_data::{Dataset, Obs};
 use bridge_train::bench::{self, BenchOptions};
 use bridge_train::bench_data::{self, DataBenchOptions};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
-use bridge_train::data::action_norm_from_cache;
+use bridge_train::data::action_norm_from_bounds;
 use bridge_train::device_check::{self, CheckOptions};
 use bridge_train::fit::{FitOptions, Split, fit, resume_base};
 use bridge_train::prepare::{PrepareOptions, discover_inputs, parse_camera, prepare};
@@ -467,7 +467,7 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
         }
         let split = cache.split(args.val_fraction)?;
         // Over the training trajectories only: the validation actions stay unseen.
-        let action_norm = action_norm_from_cache(&split.train_action_bounds)?;
+        let action_norm = action_norm_from_bounds(&split.train_action_bounds)?;
         if split.val.is_none() && args.val_fraction > 0.0 {
             tracing::warn!(
                 "no trajectory of {} falls in the validation share {}; training without validation",

@@ -14,7 +14,7 @@ use bridge_data::SamplerConfig;
 use bridge_data::cache::{Cache, CacheSettings};
 use bridge_train::bench_data::{rss_anon_kib, synthetic_trajectory};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
-use bridge_train::data::action_norm_from_cache;
+use bridge_train::data::action_norm_from_bounds;
 use bridge_train::fit::{FitOptions, fit};
 use bridge_train::loader::{Loader, LoaderConfig};
 use bridge_train::prepare::{MemorySource, PrepareOptions, TrajectorySource, prepare};
@@ -135,7 +135,7 @@ fn a_cache_larger_than_the_cap_is_prepared_and_trained_on_within_it() {
     )
     .unwrap();
     let fit_options = FitOptions {
-        action_norm: Some(action_norm_from_cache(&split.train_action_bounds).unwrap()),
+        action_norm: Some(action_norm_from_bounds(&split.train_action_bounds).unwrap()),
         loader_threads: 2,
         ..FitOptions::new(dir.path().join("run"), "memory test")
     };

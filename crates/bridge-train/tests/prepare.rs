@@ -12,7 +12,7 @@ use bridge_data::cache::{
 };
 use bridge_data::{StoredFrame, Trajectory};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
-use bridge_train::data::action_norm_from_cache;
+use bridge_train::data::action_norm_from_bounds;
 use bridge_train::fit::{FitOptions, fit};
 use bridge_train::prepare::{MemorySource, PrepareOptions, TrajectorySource, prepare};
 use candle_core::Device;
@@ -148,8 +148,8 @@ fn prepared_cache_holds_squashed_frames_states_and_padded_actions() {
         .flat_map(|e| trajectory(e, 4 + e % 3).actions)
         .map(|a| a[0])
         .collect();
-    let low = bridge_data::cache::quantile(&mut column, 0.01);
-    let high = bridge_data::cache::quantile(&mut column, 0.99);
+    let low = bridge_data::stats::quantile(&mut column, 0.01).unwrap() as f32;
+    let high = bridge_data::stats::quantile(&mut column, 0.99).unwrap() as f32;
     assert_eq!((norm.low[0], norm.high[0]), (low, high));
     assert!(low < -0.01 && high > 0.01, "{norm:?}");
     assert_eq!(
@@ -345,7 +345,7 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
     prepare(&sources(0..12, &reads), &cache_dir, &options()).unwrap();
     let cache = Cache::open(&cache_dir).unwrap();
     let split = cache.split(0.25).unwrap();
-    let norm = action_norm_from_cache(&split.train_action_bounds).unwrap();
+    let norm = action_norm_from_bounds(&split.train_action_bounds).unwrap();
     assert!(split.val.is_some());
 
     let sets = [

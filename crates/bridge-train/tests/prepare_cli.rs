@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bridge_data::cache::Cache;
-use bridge_train::data::action_norm_from_cache;
+use bridge_train::data::action_norm_from_bounds;
 use candle_core::Device;
 use mqe::{Agent, ObsKind};
 
@@ -102,8 +102,8 @@ fn prepare_then_fit_on_the_fixtures_gives_a_loadable_checkpoint() {
     );
     // The model's action map covers the training trajectories of the 0.3 split only.
     let split = opened.split(0.3).unwrap();
-    let norm = action_norm_from_cache(&split.train_action_bounds).unwrap();
-    let whole = action_norm_from_cache(opened.action_bounds().unwrap()).unwrap();
+    let norm = action_norm_from_bounds(&split.train_action_bounds).unwrap();
+    let whole = action_norm_from_bounds(opened.action_bounds().unwrap()).unwrap();
     // The fixtures' held-out trajectories widen the map, so the test tells the two apart.
     assert_ne!(norm, whole);
     drop((split, opened));

@@ -11,6 +11,8 @@
 //! the workspace, so the trainer links no serial or simulator code through it; the virtual
 //! tabletop's camera (`widowx_sim::SimCamera`) implements [`FrameSource`] from the other side.
 //!
+//! Design: `docs/architecture.md`, "The path of one frame, camera to servo" (steps 1 and 3).
+//!
 //! Sources: [`folder::FolderSource`] (an image folder or a raw Bridge recording replayed),
 //! and, with the `v4l2` feature, `v4l2::V4l2Camera` (a USB camera through nokhwa; needs libclang to build, so
 //! the default build leaves it out).

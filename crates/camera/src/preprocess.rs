@@ -1,6 +1,6 @@
 //! The model's view of a frame ([`ModelView`]): by default the whole frame squashed (aspect
 //! ratio not kept, nothing cropped) to a square of `size_px`, as BridgeData V2 policies are
-//! trained (widowx.md, "Camera"); optionally a [`Crop`] of the frame first, so that a small input
+//! trained (docs/widowx.md, "Camera"); optionally a [`Crop`] of the frame first, so that a small input
 //! spends its pixels on the workspace instead of the room around it.
 //!
 //! Training (`bridge-train prepare`) and deployment (`bridge-run`, goal images included) both go

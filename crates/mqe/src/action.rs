@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{MqeError, Result};
 
-/// Maps `[low, high]` to `[-1, 1]` per action dimension (mqe.md section 6).
+/// Maps `[low, high]` to `[-1, 1]` per action dimension (docs/mqe.md section 6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionNorm {

@@ -7,6 +7,8 @@
 //! What it is not for: datasets, batch sampling and augmentation (crate `bridge-data`), robots,
 //! training schedules and logging (the `bridge-train` binary).
 //!
+//! Design: `docs/mqe.md` (the method, section by section, as this crate implements it).
+//!
 //! Speed on small CPUs: candle's elementwise thread pool spins while it waits, and on a 2-core
 //! machine it competes with the rayon pool the matmuls and this crate's kernels use. Running with
 //! `CANDLE_NUM_THREADS=1` (elementwise ops inline, matmuls still parallel) measured 330 ms instead

@@ -1,5 +1,5 @@
 //! The losses against plain loops, their gradients against finite differences, and the
-//! stop-gradient / frozen-critic semantics of mqe.md sections 4, 5 and 7.
+//! stop-gradient / frozen-critic semantics of docs/mqe.md sections 4, 5 and 7.
 
 mod common;
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// d(x, y) as written in mqe.md section 3, in f64.
+/// d(x, y) as written in docs/mqe.md section 3, in f64.
 fn reference_distance(x: &[f64], y: &[f64], components: usize) -> f64 {
     let dim = x.len();
     let chunk = dim / components;

@@ -11,6 +11,8 @@
 //! Not for: physics (no gravity, contact or inertia beyond the servo's own profile), nor for
 //! timing claims unless [`SimConfig::byte_timing`] is on.
 //!
+//! Design: `docs/architecture.md` and `docs/widowx.md` (what the virtual servos imitate).
+//!
 //! ```
 //! use widowx::control_table::reg;
 //! use widowx::firmware::FirmwareConfig;

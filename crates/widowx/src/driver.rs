@@ -53,7 +53,7 @@ pub use state::{
 
 use crate::control_table::{Area, Model, OperatingMode, Register, reg};
 use crate::firmware::{FirmwareConfig, ServoConfig};
-use crate::joints::{ARM_JOINTS, Joint};
+use crate::joints::{ARM_JOINTS, Joint, JointLimits};
 use link::{Link, LinkTiming};
 
 /// Timeouts, retries and gripper settings of the driver. Every field has a documented default
@@ -335,6 +335,15 @@ impl Arm {
             config,
             state: JointState::default(),
             torque_commanded: BTreeMap::new(),
+        })
+    }
+
+    /// The joint limits this arm enforces on every goal (URDF and servo limits reconciled,
+    /// [`FirmwareConfig::joint_limits`]): clamp setpoints to these and no goal is refused.
+    pub fn joint_limits(&self) -> [JointLimits; ARM_JOINTS] {
+        self.goal_limits.map(|g| JointLimits {
+            min_rad: g.min_rad,
+            max_rad: g.max_rad,
         })
     }
 
@@ -832,17 +841,13 @@ fn goal_limits_of(
     firmware: &FirmwareConfig,
     masters: &[Master; ARM_JOINTS + 1],
 ) -> [GoalLimits; ARM_JOINTS] {
+    let limits = firmware.joint_limits();
     std::array::from_fn(|i| {
         let servo = masters[i].servo;
-        // A shadow's limits bind too: the tightest of the master's and its shadows'.
-        let limits = firmware
-            .servos
-            .iter()
-            .filter(|s| s.id == servo.id || s.shadow_of == Some(servo.id));
-        let (min_ticks, max_ticks) = limits.fold((i64::MIN, i64::MAX), |(lo, hi), s| {
-            (lo.max(s.min_position_ticks), hi.min(s.max_position_ticks))
-        });
-        GoalLimits::new(i, servo, min_ticks, max_ticks)
+        let (min_ticks, max_ticks) = firmware
+            .position_limits_ticks(Joint::ALL[i])
+            .unwrap_or((i64::MIN, i64::MAX));
+        GoalLimits::new(servo, limits[i], min_ticks, max_ticks)
     })
 }
 

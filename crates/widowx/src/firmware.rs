@@ -10,7 +10,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::control_table::{Area, Model, OperatingMode, Register, baud_rate_raw, drive_mode, reg};
-use crate::joints::{ARM_JOINTS, Joint};
+use crate::joints::{ARM_JOINT_LIMITS, ARM_JOINTS, Joint, JointLimits};
+use crate::units::ticks_to_rad;
 
 /// The shipped configuration of the WidowX 250 6DOF.
 pub const WX250S_TOML: &str = include_str!("../../../firmware-config/wx250s.toml");
@@ -146,6 +147,35 @@ impl FirmwareConfig {
         self.servos
             .iter()
             .find(|s| s.joint == joint && !s.is_shadow())
+    }
+
+    /// The tick limits that bind arm joint `joint`: the tightest of its master's and its
+    /// shadows' Min/Max_Position_Limit (a shadow's limits bind too: it moves with the master).
+    /// None when the configuration has no master for the joint.
+    pub fn position_limits_ticks(&self, joint: Joint) -> Option<(i64, i64)> {
+        let master = self.master(joint)?;
+        let servos = std::iter::once(master).chain(self.shadows_of(master.id));
+        Some(servos.fold((i64::MIN, i64::MAX), |(lo, hi), s| {
+            (lo.max(s.min_position_ticks), hi.min(s.max_position_ticks))
+        }))
+    }
+
+    /// The joint limits every part of the stack enforces: the URDF limits intersected with the
+    /// servos' position limits converted to radians. The one place the two are reconciled:
+    /// the driver refuses goals outside them and the runtime's supervisor clamps to them, so a
+    /// setpoint the supervisor passed is never refused by the driver after tick rounding (any
+    /// angle inside rounds to a tick inside). A joint without a master keeps its URDF limits.
+    pub fn joint_limits(&self) -> [JointLimits; ARM_JOINTS] {
+        std::array::from_fn(|i| {
+            let urdf = ARM_JOINT_LIMITS[i];
+            match self.position_limits_ticks(Joint::ALL[i]) {
+                Some((min_ticks, max_ticks)) => JointLimits {
+                    min_rad: urdf.min_rad.max(ticks_to_rad(clamp_i32(min_ticks))),
+                    max_rad: urdf.max_rad.min(ticks_to_rad(clamp_i32(max_ticks))),
+                },
+                None => urdf,
+            }
+        })
     }
 
     /// IDs of the masters in [`Joint::ALL`] order: the six arm joints, then the gripper.
@@ -342,6 +372,12 @@ impl FirmwareConfig {
     }
 }
 
+/// A tick value as the i32 the unit conversions take (configured limits are 0..=4095; the
+/// saturation only matters for a corrupt file, which validation refuses anyway).
+fn clamp_i32(ticks: i64) -> i32 {
+    ticks.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +499,27 @@ mod tests {
             err.contains("servo 9") && err.contains("operating_mode"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn joint_limits_intersect_urdf_and_servo_limits() {
+        use crate::units::rad_to_ticks;
+        let firmware = FirmwareConfig::wx250s();
+        let limits = firmware.joint_limits();
+        // Shoulder: the URDF binds below (-1.88496 > tick 819), the servo above (tick 3345).
+        assert_eq!(limits[1].min_rad, ARM_JOINT_LIMITS[1].min_rad);
+        assert_eq!(limits[1].max_rad, ticks_to_rad(3345));
+        assert!(limits[1].max_rad < ARM_JOINT_LIMITS[1].max_rad);
+        // Every angle inside the limits rounds to a tick the servos accept.
+        for (i, joint) in Joint::ALL[..ARM_JOINTS].iter().enumerate() {
+            let (min_ticks, max_ticks) = firmware.position_limits_ticks(*joint).unwrap();
+            for angle_rad in [limits[i].min_rad, limits[i].max_rad] {
+                let ticks = i64::from(rad_to_ticks(angle_rad));
+                assert!(
+                    (min_ticks..=max_ticks).contains(&ticks),
+                    "{joint:?} {angle_rad}"
+                );
+            }
+        }
     }
 }

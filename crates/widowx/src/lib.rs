@@ -9,6 +9,8 @@
 //! `bridge-run`); the virtual arm lives in `widowx-sim`, which depends on this crate and never the
 //! other way round.
 //!
+//! Design: `docs/widowx.md` (servos, control table, protocol, kinematics, Bridge conventions) and `docs/architecture.md`.
+//!
 //! ```
 //! use widowx::firmware::FirmwareConfig;
 //! use widowx::joints::Joint;

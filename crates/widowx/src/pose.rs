@@ -3,7 +3,7 @@
 //! logarithm maps of SO(3) and SE(3) used by the product-of-exponentials kinematics.
 //!
 //! Twists and screw axes are ordered `[omega_x, omega_y, omega_z, v_x, v_y, v_z]` (angular part
-//! first), as in Lynch & Park, *Modern Robotics*, and in `widowx.md`.
+//! first), as in Lynch & Park, *Modern Robotics*, and in `docs/widowx.md`.
 
 /// 3x3 rotation matrix, row-major: `rotation[row][col]`.
 pub type Rotation = [[f64; 3]; 3];

@@ -207,6 +207,34 @@ fn goal_outside_limits_is_refused_and_nothing_sent() {
 }
 
 #[test]
+fn goals_at_the_reconciled_limits_are_accepted_and_just_past_them_refused() {
+    let sim = sim(InitialEeprom::Configured);
+    let mut arm = connect(&sim);
+    let limits = arm.joint_limits();
+    // The elbow's servo limit (tick 3094) binds before its URDF limit (1.6057 rad): a goal at
+    // the URDF limit is refused, one at the reconciled limit is not.
+    assert!(limits[2].max_rad < widowx::joints::ARM_JOINT_LIMITS[2].max_rad);
+    let mut goal = [0.0; 6];
+    goal[2] = widowx::joints::ARM_JOINT_LIMITS[2].max_rad;
+    assert!(arm.write_joint_goals(&goal, 0.25).is_err());
+    for edge in [limits.map(|l| l.min_rad), limits.map(|l| l.max_rad)] {
+        for (i, &angle_rad) in edge.iter().enumerate() {
+            let mut goal = [0.0; 6];
+            goal[i] = angle_rad;
+            arm.write_joint_goals(&goal, 0.25)
+                .unwrap_or_else(|e| panic!("joint {i} at its limit {angle_rad}: {e}"));
+            goal[i] = angle_rad + if angle_rad > 0.0 { 1e-3 } else { -1e-3 };
+            if goal[i].abs() < std::f64::consts::PI - 1e-5 {
+                assert!(
+                    arm.write_joint_goals(&goal, 0.25).is_err(),
+                    "joint {i} past {angle_rad}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn gripper_commands_set_goal_pwm() {
     let sim = sim(InitialEeprom::Configured);
     let mut arm = connect(&sim);

@@ -49,7 +49,7 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// Bridge evaluation workspace box (metres, base frame), from widowx.md.
+/// Bridge evaluation workspace box (metres, base frame), from docs/widowx.md.
 const WORKSPACE_MIN_M: [f64; 3] = [0.10, -0.15, -0.01];
 const WORKSPACE_MAX_M: [f64; 3] = [0.45, 0.25, 0.25];
 

@@ -7,7 +7,7 @@
 //! - [`conv2d_same`]: stride-1 "same" convolution through im2col / col2im on `gemm`,
 //!   parallel over the batch with rayon.
 //! - [`max_pool_3x3_s2_same`]: TensorFlow/Flax "SAME" 3x3 stride-2 max pooling, gradient to the argmax.
-//! - [`mrn_pairwise`] and [`mrn_matched`]: the MRN quasimetric (mqe.md section 3), fused so that
+//! - [`mrn_pairwise`] and [`mrn_matched`]: the MRN quasimetric (docs/mqe.md section 3), fused so that
 //!   no `[.., D]` pairwise difference is ever stored.
 //!
 //! Each op has two implementations with the same numbers:

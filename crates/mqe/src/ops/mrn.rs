@@ -1,4 +1,4 @@
-//! The MRN quasimetric (mqe.md section 3), fused over all pairs or over matched rows.
+//! The MRN quasimetric (docs/mqe.md section 3), fused over all pairs or over matched rows.
 //!
 //! d(x, y) = mean over chunks c of [relu(max(first half of (x-y)_c)) + sqrt(|second half of (x-y)_c|^2 + 1e-12)] / sqrt(D)
 

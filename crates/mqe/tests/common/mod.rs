@@ -59,7 +59,7 @@ pub fn small_agent(seed: u64) -> Agent {
     Agent::new(small_model(), train, &Device::Cpu).unwrap()
 }
 
-/// MRN distance by the definition (mqe.md section 3), in f64.
+/// MRN distance by the definition (docs/mqe.md section 3), in f64.
 pub fn mrn_ref(x: &[f64], y: &[f64], components: usize) -> f64 {
     let d = x.len();
     let chunk = d / components;

@@ -3,7 +3,7 @@
 
 use crate::control_table::Model;
 use crate::driver::error::{DriverError, ServoRef};
-use crate::joints::{ARM_JOINT_LIMITS, ARM_JOINTS};
+use crate::joints::{ARM_JOINTS, JointLimits};
 use crate::units::{
     current_raw_to_ma, load_raw_to_percent, rad_to_ticks, ticks_to_rad, velocity_raw_to_rad_s,
 };
@@ -83,8 +83,9 @@ impl JointState {
     }
 }
 
-/// Limits a goal of one arm joint must satisfy: the URDF limits and the servo's configured
-/// Min/Max_Position_Limit, whichever is tighter.
+/// Limits a goal of one arm joint must satisfy: the reconciled joint limits of
+/// [`crate::firmware::FirmwareConfig::joint_limits`], and, as a last check after rounding, the
+/// servos' Min/Max_Position_Limit in ticks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GoalLimits {
     pub servo: ServoRef,
@@ -95,13 +96,12 @@ pub struct GoalLimits {
 }
 
 impl GoalLimits {
-    /// Limits of arm joint `index` driven by `servo` with tick limits `min_ticks..=max_ticks`.
-    pub fn new(index: usize, servo: ServoRef, min_ticks: i64, max_ticks: i64) -> GoalLimits {
-        let urdf = ARM_JOINT_LIMITS[index];
+    /// Limits of the arm joint driven by `servo`: `limits` in radians, `min_ticks..=max_ticks`.
+    pub fn new(servo: ServoRef, limits: JointLimits, min_ticks: i64, max_ticks: i64) -> GoalLimits {
         GoalLimits {
             servo,
-            min_rad: urdf.min_rad,
-            max_rad: urdf.max_rad,
+            min_rad: limits.min_rad,
+            max_rad: limits.max_rad,
             min_ticks,
             max_ticks,
         }
@@ -117,7 +117,11 @@ impl GoalLimits {
             detail,
         };
         if !goal_rad.is_finite() || goal_rad < self.min_rad || goal_rad > self.max_rad {
-            return Err(out_of_range(self.min_rad, self.max_rad, " (URDF limits)"));
+            return Err(out_of_range(
+                self.min_rad,
+                self.max_rad,
+                " (joint limits: URDF and servo position limits)",
+            ));
         }
         let ticks = rad_to_ticks(goal_rad);
         if i64::from(ticks) < self.min_ticks || i64::from(ticks) > self.max_ticks {
@@ -191,25 +195,28 @@ mod tests {
     }
 
     #[test]
-    fn goal_limits_check_urdf_then_ticks() {
+    fn goal_limits_check_radians_then_ticks() {
+        use crate::joints::ARM_JOINT_LIMITS;
         let shoulder = ServoRef {
             id: 2,
             joint: Some(Joint::Shoulder),
         };
-        let limits = GoalLimits::new(1, shoulder, 819, 3345);
+        let limits = GoalLimits::new(shoulder, ARM_JOINT_LIMITS[1], 819, 3345);
         assert_eq!(limits.goal_ticks(0.0).ok(), Some(2048));
         let err = limits.goal_ticks(2.5).unwrap_err().to_string();
         assert!(
-            err.starts_with("servo 2 (shoulder): goal 2.5 rad") && err.contains("URDF"),
+            err.starts_with("servo 2 (shoulder): goal 2.5 rad") && err.contains("joint limits"),
             "{err}"
         );
-        // 1.6055 rad is inside the elbow's URDF limit (1.60570) but rounds to tick 3095 > 3094.
+        // Given the URDF limits alone (not the reconciled ones the driver uses), 1.6055 rad is
+        // inside the elbow's (1.60570) but rounds to tick 3095 > 3094: the tick check still
+        // refuses it.
         let elbow = GoalLimits::new(
-            2,
             ServoRef {
                 id: 4,
                 joint: Some(Joint::Elbow),
             },
+            ARM_JOINT_LIMITS[2],
             648,
             3094,
         );
