@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use widowx::driver::{Arm, DriverConfig, DriverError};
+use widowx::bridge::{bridge_target_pose, bridge_xyz_rpy};
 use widowx::firmware::FirmwareConfig;
 use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, Joint, SLEEP_POSE_RAD};
-use widowx::kinematics::{IkConfig, bridge_target_pose, bridge_xyz_rpy, forward, inverse};
+use widowx::kinematics::{IkConfig, forward, inverse};
+use widowx_driver::{Arm, DriverConfig, DriverError};
 use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
 
 fn arm_joints(arm: &mut Arm) -> Result<[f64; ARM_JOINTS], DriverError> {
@@ -46,7 +47,8 @@ fn set_up_move_fault_repair_and_park() {
     let mut sim_config = SimConfig::new(firmware.clone());
     sim_config.initial_eeprom = InitialEeprom::Factory;
     let sim = VirtualArm::spawn(sim_config).expect("virtual arm");
-    let driver = widowx_sim::driver_config(DriverConfig::default());
+    let driver =
+        DriverConfig::default().with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S);
     let mut arm = Arm::connect(sim.port_path(), firmware, driver).expect("connect");
 
     // A new arm differs from the configuration; apply fixes it, including shadow calibration.

@@ -23,6 +23,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use widowx::bridge::CommandedPose;
+
 use crate::npy_release::{self, NpyReleaseError};
 use crate::raw::{self, OBS_DICT_FILE, RawError};
 use crate::tfrecord::{self, TfRecordError};
@@ -307,8 +309,11 @@ pub fn state_motion(
     let rpy = |s: &[f32; BRIDGE_DIM]| [f64::from(s[3]), f64::from(s[4]), f64::from(s[5])];
     let delta = match mode {
         ActionRecompute::RelativeRotation => {
-            let (r_now, r_next) = (rotation_from_rpy(rpy(now)), rotation_from_rpy(rpy(next)));
-            rpy_from_rotation(&multiply(&r_next, &transpose(&r_now)))
+            // The rotation part of the Bridge action that turns pose t into pose t+1 (the
+            // position part is the plain difference above, computed in f32 as recorded).
+            let pose = |s| CommandedPose::from_xyz_rpy([0.0; 3], rpy(s));
+            let motion = pose(now).delta_to(&pose(next));
+            [motion[3], motion[4], motion[5]]
         }
         _ => {
             let (a, b) = (rpy(now), rpy(next));
@@ -332,39 +337,10 @@ fn wrap_angle_rad(angle_rad: f64) -> f64 {
     }
 }
 
-type Matrix3 = [[f64; 3]; 3];
-
-/// `R = Rz(yaw) * Ry(pitch) * Rx(roll)`.
-pub fn rotation_from_rpy([roll, pitch, yaw]: [f64; 3]) -> Matrix3 {
-    let (sr, cr) = roll.sin_cos();
-    let (sp, cp) = pitch.sin_cos();
-    let (sy, cy) = yaw.sin_cos();
-    [
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ]
-}
-
-/// Inverse of [`rotation_from_rpy`], pitch in [-pi/2, pi/2].
-pub fn rpy_from_rotation(r: &Matrix3) -> [f64; 3] {
-    let pitch = (-r[2][0]).clamp(-1.0, 1.0).asin();
-    let roll = r[2][1].atan2(r[2][2]);
-    let yaw = r[1][0].atan2(r[0][0]);
-    [roll, pitch, yaw]
-}
-
-fn multiply(a: &Matrix3, b: &Matrix3) -> Matrix3 {
-    std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
-}
-
-fn transpose(a: &Matrix3) -> Matrix3 {
-    std::array::from_fn(|i| std::array::from_fn(|j| a[j][i]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use widowx::pose::{mat3_mul, rotation_from_rpy, rpy_from_rotation};
 
     #[test]
     fn collection_dates_decide_the_lag() {
@@ -382,7 +358,7 @@ mod tests {
     fn relative_rotation_recovers_a_base_frame_delta() {
         let start = [0.3, -0.2, 0.5];
         let delta = [0.05, -0.1, 0.2];
-        let end = multiply(&rotation_from_rpy(delta), &rotation_from_rpy(start));
+        let end = mat3_mul(&rotation_from_rpy(delta), &rotation_from_rpy(start));
         let end_rpy = rpy_from_rotation(&end);
         let state = |rpy: [f64; 3]| -> [f32; 7] {
             [

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bridge_data::pickle::{self, Value};
 use bridge_data::raw::{self, RawOptions};
-use readers_common::{copy_tree, f32_rows, frame_adler32, u32_list};
+use readers_common::{copy_tree, f32_rows, frames_adler32, u32_list};
 use serde_json::Value as Json;
 
 fn modes_dir() -> PathBuf {
@@ -26,6 +26,14 @@ fn fixtures() -> Vec<(PathBuf, Json)> {
         .iter()
         .map(|e| (modes_dir().join(e["dir"].as_str().unwrap()), e.clone()))
         .collect()
+}
+
+/// The fixture of the action mode `mode`.
+fn fixture_of_mode(mode: &str) -> (PathBuf, Json) {
+    fixtures()
+        .into_iter()
+        .find(|(_, e)| e["mode"] == mode)
+        .unwrap()
 }
 
 #[test]
@@ -53,8 +61,10 @@ fn every_action_mode_reads_as_seven_dimensional_bridge_data() {
             "{}",
             dir.display()
         );
-        let frames: Vec<u32> = trajectory.frames.iter().map(frame_adler32).collect();
-        assert_eq!(frames, u32_list(&expected["frames_adler32"]));
+        assert_eq!(
+            frames_adler32(&trajectory),
+            u32_list(&expected["frames_adler32"])
+        );
     }
 }
 
@@ -62,10 +72,7 @@ fn every_action_mode_reads_as_seven_dimensional_bridge_data() {
 fn the_narrow_state_is_not_taken_for_the_pose() {
     // The 3trans fixture's `state` is [x, y, z, gripper]: the gripper of the read states must be
     // full_state's column 6, not whatever sits in column 3 of the narrow array.
-    let (dir, expected) = fixtures()
-        .into_iter()
-        .find(|(_, e)| e["mode"] == "3trans")
-        .unwrap();
+    let (dir, expected) = fixture_of_mode("3trans");
     assert_eq!(expected["state_shape"][1], 4);
     let trajectory = raw::read_trajectory(&dir, &RawOptions::default()).unwrap();
     let want = f32_rows(&expected["states_f32"]);
@@ -78,10 +85,7 @@ fn the_narrow_state_is_not_taken_for_the_pose() {
 
 #[test]
 fn a_narrow_state_without_full_state_is_refused_naming_both_fields() {
-    let (dir, _) = fixtures()
-        .into_iter()
-        .find(|(_, e)| e["mode"] == "3trans1rot")
-        .unwrap();
+    let (dir, _) = fixture_of_mode("3trans1rot");
     let temp = tempfile::tempdir().unwrap();
     let copy = temp
         .path()

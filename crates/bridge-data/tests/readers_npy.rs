@@ -35,25 +35,21 @@ fn out_npy_matches_the_fixture() {
                 matches!(frame, StoredFrame::Rgb { width_px: 128, height_px: 128, data } if data.len() == 128 * 128 * 3)
             );
         }
-        let frames: Vec<u32> = trajectory.frames.iter().map(frame_adler32).collect();
-        assert_eq!(frames, u32_list(&expected["frames_adler32"]));
-        assert_eq!(
-            trajectory.language.as_deref(),
-            expected["language"].as_str()
-        );
-        assert_eq!(
-            trajectory.source,
-            PathBuf::from(format!("{}#{index}", path.display()))
-        );
+        assert_frames_language_and_source(trajectory, expected, "frames_adler32", (&path, index));
     }
+}
+
+/// The release's bytes, and a path named out.npy in a fresh directory to write copies to.
+fn release_bytes_and_copy_path() -> (Vec<u8>, tempfile::TempDir, PathBuf) {
+    let (path, _) = release();
+    let temp = tempfile::tempdir().unwrap();
+    let copy = temp.path().join("out.npy");
+    (fs::read(&path).unwrap(), temp, copy)
 }
 
 #[test]
 fn truncated_release_is_rejected_naming_the_file() {
-    let (path, _) = release();
-    let bytes = fs::read(&path).unwrap();
-    let temp = tempfile::tempdir().unwrap();
-    let copy = temp.path().join("out.npy");
+    let (bytes, _temp, copy) = release_bytes_and_copy_path();
     for cut in [5, 60, 200, bytes.len() / 3, bytes.len() - 1] {
         fs::write(&copy, &bytes[..cut]).unwrap();
         let error = npy_release::read(&copy, &ReadOptions::default()).unwrap_err();
@@ -71,19 +67,13 @@ fn truncated_release_is_rejected_naming_the_file() {
 
 #[test]
 fn corrupt_release_is_rejected_naming_the_file() {
-    let (path, _) = release();
-    let bytes = fs::read(&path).unwrap();
-    let temp = tempfile::tempdir().unwrap();
-    let copy = temp.path().join("out.npy");
+    let (bytes, _temp, copy) = release_bytes_and_copy_path();
     let mut bad_magic = bytes.clone();
     bad_magic[1] = b'X';
     fs::write(&copy, &bad_magic).unwrap();
-    let error = npy_release::read(&copy, &ReadOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("out.npy") && error.contains("magic"),
-        "{error}"
+    assert_error_names(
+        npy_release::read(&copy, &ReadOptions::default()),
+        &["out.npy", "magic"],
     );
 
     // The first opcode of the pickle (after the header) is damaged.
@@ -91,25 +81,17 @@ fn corrupt_release_is_rejected_naming_the_file() {
     let mut bad_opcode = bytes.clone();
     bad_opcode[10 + header_len + 2] = 0xff;
     fs::write(&copy, &bad_opcode).unwrap();
-    let error = npy_release::read(&copy, &ReadOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("out.npy") && error.contains("unknown opcode"),
-        "{error}"
+    assert_error_names(
+        npy_release::read(&copy, &ReadOptions::default()),
+        &["out.npy", "unknown opcode"],
     );
 }
 
 #[test]
 fn a_camera_the_release_lacks_is_a_field_error() {
     let (path, _) = release();
-    let options = ReadOptions {
-        camera: 1,
-        ..ReadOptions::default()
-    };
-    let error = npy_release::read(&path, &options).unwrap_err().to_string();
-    assert!(
-        error.contains("out.npy") && error.contains("trajectory 0") && error.contains("images1"),
-        "{error}"
+    assert_error_names(
+        npy_release::read(&path, &camera_options(1)),
+        &["out.npy", "trajectory 0", "images1"],
     );
 }

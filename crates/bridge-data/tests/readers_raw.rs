@@ -5,12 +5,13 @@ mod readers_common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use bridge_data::StoredFrame;
 use bridge_data::pickle::{self, PickleErrorKind, Value};
 use bridge_data::raw::{self, RawEpisodeWriter, RawError, RawOptions, RawStep};
-use bridge_data::sources::{self, ActionRecompute, CameraLag};
-use bridge_data::{StoredFrame, Trajectory};
+use bridge_data::sources::{ActionRecompute, CameraLag};
 use readers_common::*;
 use serde_json::Value as Json;
+use widowx::pose::rotation_from_rpy;
 
 fn raw_fixtures() -> Vec<(PathBuf, Json)> {
     let expected = expected();
@@ -140,8 +141,12 @@ fn expected_trajectory(
     (states, actions, frames)
 }
 
-fn frames_adler(trajectory: &Trajectory) -> Vec<u32> {
-    trajectory.frames.iter().map(frame_adler32).collect()
+/// Default raw options, but for camera `camera`.
+fn raw_camera(camera: usize) -> RawOptions {
+    RawOptions {
+        camera,
+        ..RawOptions::default()
+    }
 }
 
 #[test]
@@ -154,7 +159,7 @@ fn raw_trajectories_match_the_fixtures_with_lag_from_the_date() {
         let (states, actions, frames) = expected_trajectory(&dir, &expected, lagged);
         assert_eq!(trajectory.states, states, "{}", dir.display());
         assert_eq!(trajectory.actions, actions, "{}", dir.display());
-        assert_eq!(frames_adler(&trajectory), frames, "{}", dir.display());
+        assert_eq!(frames_adler32(&trajectory), frames, "{}", dir.display());
         assert_eq!(trajectory.frames.len(), trajectory.actions.len() + 1);
         assert_eq!(
             trajectory.language.as_deref(),
@@ -183,40 +188,31 @@ fn lag_can_be_forced_on_and_off() {
     let fixtures = raw_fixtures();
     let (recent, recent_expected) = &fixtures[0];
     let (old, old_expected) = &fixtures[4];
-    let forced = RawOptions {
-        camera_lag: CameraLag::Correct,
-        ..RawOptions::default()
+    let read_with_lag = |dir: &Path, expected: &Json, camera_lag: CameraLag, lag: bool| {
+        let options = RawOptions {
+            camera_lag,
+            ..RawOptions::default()
+        };
+        let trajectory = raw::read_trajectory(dir, &options).unwrap();
+        let (states, actions, _) = expected_trajectory(dir, expected, lag);
+        assert_eq!((trajectory.states, trajectory.actions), (states, actions));
     };
-    let trajectory = raw::read_trajectory(recent, &forced).unwrap();
-    let (states, actions, _) = expected_trajectory(recent, recent_expected, true);
-    assert_eq!((trajectory.states, trajectory.actions), (states, actions));
-    let kept = RawOptions {
-        camera_lag: CameraLag::Keep,
-        ..RawOptions::default()
-    };
-    let trajectory = raw::read_trajectory(old, &kept).unwrap();
-    let (states, actions, _) = expected_trajectory(old, old_expected, false);
-    assert_eq!((trajectory.states, trajectory.actions), (states, actions));
+    read_with_lag(recent, recent_expected, CameraLag::Correct, true);
+    read_with_lag(old, old_expected, CameraLag::Keep, false);
 }
 
 #[test]
 fn camera_option_reads_images1() {
     let (dir, expected) = &raw_fixtures()[0];
-    let options = RawOptions {
-        camera: 1,
-        ..RawOptions::default()
-    };
-    let trajectory = raw::read_trajectory(dir, &options).unwrap();
+    let trajectory = raw::read_trajectory(dir, &raw_camera(1)).unwrap();
     let mut frames = u32_list(&expected["frames_images1_adler32"]);
     frames.truncate(trajectory.frames.len());
-    assert_eq!(frames_adler(&trajectory), frames);
+    assert_eq!(frames_adler32(&trajectory), frames);
     // A camera the trajectory does not have is an error naming the missing file.
-    let missing = RawOptions {
-        camera: 3,
-        ..RawOptions::default()
-    };
-    let error = raw::read_trajectory(dir, &missing).unwrap_err().to_string();
-    assert!(error.contains("images3/im_0.jpg"), "{error}");
+    assert_error_names(
+        raw::read_trajectory(dir, &raw_camera(3)),
+        &["images3/im_0.jpg"],
+    );
 }
 
 #[test]
@@ -252,9 +248,9 @@ fn gripper_binarisation_and_action_recomputation() {
         assert_eq!(a[..3], b[..3], "xyz is a plain difference in both modes");
         // The recomputed rotation, applied in the base frame, turns pose t into pose t+1.
         let rpy = |s: &[f32]| [0, 1, 2].map(|i| f64::from(s[i]));
-        let delta = sources::rotation_from_rpy(rpy(&a[3..6]));
-        let now = sources::rotation_from_rpy(rpy(&states[t][3..6]));
-        let next = sources::rotation_from_rpy(rpy(&states[t + 1][3..6]));
+        let delta = rotation_from_rpy(rpy(&a[3..6]));
+        let now = rotation_from_rpy(rpy(&states[t][3..6]));
+        let next = rotation_from_rpy(rpy(&states[t + 1][3..6]));
         for i in 0..3 {
             for j in 0..3 {
                 let composed: f64 = (0..3).map(|k| delta[i][k] * now[k][j]).sum();
@@ -342,33 +338,24 @@ fn truncated_and_corrupt_files_are_rejected_naming_the_file() {
             matches!(&error, RawError::Pickle { source, .. } if source.kind == PickleErrorKind::UnknownOpcode && source.offset == 2),
             "{message}"
         );
-        assert!(
-            message.contains("obs_dict.pkl") && message.contains("byte 2"),
-            "{message}"
-        );
+        assert_contains_all(&message, &["obs_dict.pkl", "byte 2"]);
 
         fs::write(&obs_dict, &original).unwrap();
         let policy_out = dir.join("policy_out.pkl");
         let actions = fs::read(&policy_out).unwrap();
         fs::write(&policy_out, &actions[..actions.len() - 1]).unwrap();
-        let error = raw::read_trajectory(&dir, &RawOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("policy_out.pkl") && error.contains("truncated"),
-            "{error}"
+        assert_error_names(
+            raw::read_trajectory(&dir, &RawOptions::default()),
+            &["policy_out.pkl", "truncated"],
         );
         fs::write(&policy_out, &actions).unwrap();
 
         let image = dir.join("images0/im_1.jpg");
         let jpeg = fs::read(&image).unwrap();
         fs::write(&image, &jpeg[..jpeg.len() * 2 / 3]).unwrap();
-        let error = raw::read_trajectory(&dir, &RawOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("im_1.jpg") && error.contains("truncated"),
-            "{error}"
+        assert_error_names(
+            raw::read_trajectory(&dir, &RawOptions::default()),
+            &["im_1.jpg", "truncated"],
         );
         fs::write(&image, &jpeg).unwrap();
         assert!(raw::read_trajectory(&dir, &RawOptions::default()).is_ok());
@@ -380,13 +367,12 @@ fn a_pickle_without_full_state_or_state_is_a_field_error() {
     let (_temp, dir, _) = copy_fixture(1);
     let value = Value::Dict(vec![(Value::Str("qpos".into()), Value::Int(3))]);
     fs::write(dir.join("obs_dict.pkl"), pickle::to_vec(&value).unwrap()).unwrap();
-    let error = raw::read_trajectory(&dir, &RawOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("obs_dict.pkl")
-            && error.contains("field full_state: missing (and no `state` either)"),
-        "{error}"
+    assert_error_names(
+        raw::read_trajectory(&dir, &RawOptions::default()),
+        &[
+            "obs_dict.pkl",
+            "field full_state: missing (and no `state` either)",
+        ],
     );
 }
 
@@ -522,25 +508,21 @@ fn writer_refuses_misuse() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("traj0");
     let mut writer = RawEpisodeWriter::create(&dir, None).unwrap();
-    let error = writer.push_action(action(0)).unwrap_err().to_string();
-    assert!(error.contains("without a new observation"), "{error}");
+    assert_error_names(
+        writer.push_action(action(0)),
+        &["without a new observation"],
+    );
     writer
         .push_observation(&step(0, fixture_jpegs()[0].clone()))
         .unwrap();
     writer.finish().unwrap();
-    let error = RawEpisodeWriter::create(&dir, None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("obs_dict.pkl") && error.contains("already exists"),
-        "{error}"
+    assert_error_names(
+        RawEpisodeWriter::create(&dir, None),
+        &["obs_dict.pkl", "already exists"],
     );
     // A single observation is no transition: the reader says so, naming the directory.
-    let error = raw::read_trajectory(&dir, &RawOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("traj0") && error.contains("no transition"),
-        "{error}"
+    assert_error_names(
+        raw::read_trajectory(&dir, &RawOptions::default()),
+        &["traj0", "no transition"],
     );
 }

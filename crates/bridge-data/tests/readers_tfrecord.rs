@@ -42,15 +42,11 @@ fn shards_match_the_fixtures_with_the_padding_action_dropped() {
             assert_eq!(trajectory.states, f32_rows(&expected["states_f32"]));
             assert_eq!(trajectory.actions, actions);
             assert_eq!(trajectory.frames.len(), steps);
-            let frames: Vec<u32> = trajectory.frames.iter().map(frame_adler32).collect();
-            assert_eq!(frames, u32_list(&expected["image_0_adler32"]));
-            assert_eq!(
-                trajectory.language.as_deref(),
-                expected["language"].as_str()
-            );
-            assert_eq!(
-                trajectory.source,
-                PathBuf::from(format!("{}#{index}", path.display()))
+            assert_frames_language_and_source(
+                trajectory,
+                expected,
+                "image_0_adler32",
+                (&path, index),
             );
             episodes_seen += 1;
         }
@@ -61,23 +57,14 @@ fn shards_match_the_fixtures_with_the_padding_action_dropped() {
 #[test]
 fn camera_option_reads_image_1() {
     let (path, episodes) = &shards()[0];
-    let options = ReadOptions {
-        camera: 1,
-        ..ReadOptions::default()
-    };
-    let trajectories = tfrecord::read_shard(path, &options).unwrap();
-    let frames: Vec<u32> = trajectories[1].frames.iter().map(frame_adler32).collect();
-    assert_eq!(frames, u32_list(&episodes[1]["image_1_adler32"]));
-    let missing = ReadOptions {
-        camera: 2,
-        ..ReadOptions::default()
-    };
-    let error = tfrecord::read_shard(path, &missing)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("record 0") && error.contains("steps/observation/image_2: missing"),
-        "{error}"
+    let trajectories = tfrecord::read_shard(path, &camera_options(1)).unwrap();
+    assert_eq!(
+        frames_adler32(&trajectories[1]),
+        u32_list(&episodes[1]["image_1_adler32"])
+    );
+    assert_error_names(
+        tfrecord::read_shard(path, &camera_options(2)),
+        &["record 0", "steps/observation/image_2: missing"],
     );
 }
 
@@ -108,10 +95,9 @@ fn every_truncation_is_rejected_naming_the_shard() {
             matches!(error, TfRecordError::Framing { record: 0, .. }),
             "cut {cut}: {error}"
         );
-        let message = error.to_string();
-        assert!(
-            message.contains("tfrecord-00001-of-00002") && message.contains("truncated"),
-            "{message}"
+        assert_contains_all(
+            &error.to_string(),
+            &["tfrecord-00001-of-00002", "truncated"],
         );
     }
 }
@@ -141,10 +127,7 @@ fn corrupted_bytes_fail_the_crcs() {
             matches!(&error, TfRecordError::Framing { record: r, .. } if *r == record),
             "{message}"
         );
-        assert!(
-            message.contains("shard.tfrecord") && message.contains(problem),
-            "{message}"
-        );
+        assert_contains_all(&message, &["shard.tfrecord", problem]);
     }
 }
 
@@ -173,11 +156,8 @@ fn gzip_shards_are_refused_clearly() {
     let temp = tempfile::tempdir().unwrap();
     let path = temp.path().join("x.tfrecord.gz");
     fs::write(&path, [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
-    let error = tfrecord::read_shard(&path, &ReadOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("x.tfrecord.gz") && error.contains("GZIP"),
-        "{error}"
+    assert_error_names(
+        tfrecord::read_shard(&path, &ReadOptions::default()),
+        &["x.tfrecord.gz", "GZIP"],
     );
 }

@@ -11,14 +11,15 @@ use bridge_run::config::{ActionConfig, SafetyConfig, WorkspaceConfig};
 use bridge_run::modes::Mode;
 use bridge_run::supervisor::{Supervisor, TickView};
 use criterion::{Criterion, criterion_group, criterion_main};
-use widowx::driver::JointState;
 use widowx::joints::BRIDGE_NEUTRAL_POSE_RAD;
+use widowx_driver::JointState;
 
 fn benches(c: &mut Criterion) {
     let mapper = ActionMapper::new(ActionConfig::default(), WorkspaceConfig::default());
     let start = CommandedPose::from_xyz_rpy([0.3, 0.0, 0.15], [0.0; 3]);
     let joints = mapper.solve(&start, &BRIDGE_NEUTRAL_POSE_RAD).unwrap();
-    let action = [0.02, -0.01, 0.01, 0.05, -0.03, 0.1, 1.0];
+    let action =
+        widowx::bridge::BridgeAction::from_array([0.02, -0.01, 0.01, 0.05, -0.03, 0.1, 1.0]);
     c.bench_function("policy step: action -> pose -> IK (seeded)", |b| {
         b.iter(|| black_box(mapper.apply(black_box(&start), &joints, &action)))
     });

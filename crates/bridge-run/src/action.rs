@@ -1,72 +1,20 @@
-//! The Bridge action semantics, in one place (docs/widowx.md, "Bridge conventions"):
+//! Bridge actions to joint targets for the control thread. What an action means (a delta on the
+//! previously commanded pose, clipped per step and to the workspace box, rotations about the
+//! base axes through the gripper) is `widowx::bridge`; this module adds the station's settings
+//! (`[action]` and `[workspace]` of the runtime configuration) and IK:
 //!
-//! - an action `[dx, dy, dz, droll, dpitch, dyaw, gripper]` is a delta on the previously
-//!   COMMANDED pose (not the measured one), so small tracking errors never accumulate into drift;
-//! - each translation component is clipped to `max_step_m`, each rotation component to
-//!   `max_step_rad`, and the resulting position to the workspace box;
-//! - rotations are about the base axes through the end-effector position: the new orientation is
-//!   `Rz(dyaw) * Ry(dpitch) * Rx(droll) * R_commanded` (orientations relative to the gripper
-//!   pointing down, as the Bridge state);
 //! - IK is seeded with the last commanded joints; a solution that moves any joint further than
 //!   `max_ik_jump_rad` (a jump to another IK branch) or no solution at all holds instead;
 //! - the gripper is binary with a sticky threshold ([`StickyGripper`]).
 //!
 //! Pure and allocation-free: the control thread calls it at policy rate and for keyboard jogs.
 
+use widowx::bridge::{BridgeAction, StepLimits, WorkspaceBox};
+pub use widowx::bridge::{Clipped, CommandedPose};
 use widowx::joints::ARM_JOINTS;
-use widowx::kinematics::{GRIPPER_DOWN_ROTATION, IkConfig, forward, inverse};
-use widowx::pose::{
-    Pose, Rotation, mat3_mul, mat3_transpose, rotation_from_rpy, rpy_from_rotation,
-};
+use widowx::kinematics::{IkConfig, inverse};
 
 use crate::config::{ActionConfig, WorkspaceConfig};
-
-/// A commanded end-effector pose in Bridge terms: position in the base frame and orientation
-/// relative to the gripper pointing down.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CommandedPose {
-    pub xyz_m: [f64; 3],
-    pub relative_rotation: Rotation,
-}
-
-impl CommandedPose {
-    /// The pose at a Bridge position and roll-pitch-yaw.
-    pub fn from_xyz_rpy(xyz_m: [f64; 3], rpy_rad: [f64; 3]) -> CommandedPose {
-        CommandedPose {
-            xyz_m,
-            relative_rotation: rotation_from_rpy(rpy_rad),
-        }
-    }
-
-    /// The pose the arm has at `joints_rad`.
-    pub fn from_joints(joints_rad: &[f64; ARM_JOINTS]) -> CommandedPose {
-        let ee = forward(joints_rad);
-        CommandedPose {
-            xyz_m: ee.position_m,
-            relative_rotation: mat3_mul(&ee.rotation, &mat3_transpose(&GRIPPER_DOWN_ROTATION)),
-        }
-    }
-
-    /// The `ee_gripper_link` pose IK must reach.
-    pub fn ee_pose(&self) -> Pose {
-        Pose::new(
-            self.xyz_m,
-            mat3_mul(&self.relative_rotation, &GRIPPER_DOWN_ROTATION),
-        )
-    }
-
-    /// Bridge roll-pitch-yaw of the orientation, rad.
-    pub fn rpy_rad(&self) -> [f64; 3] {
-        rpy_from_rotation(&self.relative_rotation)
-    }
-}
-
-/// What clipping changed in one step (for the log: a policy that keeps hitting the box is news).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Clipped {
-    pub step: bool,
-    pub workspace: bool,
-}
 
 /// Why a step was not taken (the arm holds its last target).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,26 +90,12 @@ impl ActionMapper {
         &self,
         commanded: &CommandedPose,
         commanded_joints_rad: &[f64; ARM_JOINTS],
-        action: &[f64; 7],
+        action: &BridgeAction,
     ) -> Result<Step, StepRefused> {
-        if let Some(index) = action.iter().position(|v| !v.is_finite()) {
+        if let Some(index) = action.first_non_finite() {
             return Err(StepRefused::NonFinite { index });
         }
-        let mut clipped = Clipped::default();
-        let mut clip = |v: f64, limit: f64| {
-            let c = v.clamp(-limit, limit);
-            clipped.step |= c != v;
-            c
-        };
-        let dxyz: [f64; 3] = std::array::from_fn(|i| clip(action[i], self.action.max_step_m));
-        let drpy: [f64; 3] = std::array::from_fn(|i| clip(action[3 + i], self.action.max_step_rad));
-        let moved: [f64; 3] = std::array::from_fn(|i| commanded.xyz_m[i] + dxyz[i]);
-        let xyz_m = self.workspace.clamp(moved);
-        clipped.workspace = xyz_m != moved;
-        let pose = CommandedPose {
-            xyz_m,
-            relative_rotation: mat3_mul(&rotation_from_rpy(drpy), &commanded.relative_rotation),
-        };
+        let (pose, clipped) = commanded.step(action, &self.step_limits(), &self.workspace_box());
         self.reach(pose, commanded_joints_rad, clipped)
     }
 
@@ -173,17 +107,23 @@ impl ActionMapper {
         commanded_joints_rad: &[f64; ARM_JOINTS],
         delta_m: [f64; 3],
     ) -> Result<Step, StepRefused> {
-        let moved: [f64; 3] = std::array::from_fn(|i| commanded.xyz_m[i] + delta_m[i]);
-        let xyz_m = self.workspace.clamp(moved);
+        let (pose, in_box) = commanded.translated(delta_m, &self.workspace_box());
         let clipped = Clipped {
             step: false,
-            workspace: xyz_m != moved,
-        };
-        let pose = CommandedPose {
-            xyz_m,
-            relative_rotation: commanded.relative_rotation,
+            workspace: !in_box,
         };
         self.reach(pose, commanded_joints_rad, clipped)
+    }
+
+    fn step_limits(&self) -> StepLimits {
+        StepLimits {
+            max_step_m: self.action.max_step_m,
+            max_step_rad: self.action.max_step_rad,
+        }
+    }
+
+    fn workspace_box(&self) -> WorkspaceBox {
+        self.workspace.workspace_box()
     }
 
     /// Joints for `pose` near `seed_rad`, without the jump check (for the reset to the start
@@ -294,7 +234,12 @@ impl StickyGripper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use widowx::pose::rotation_angle_between;
+    use widowx::kinematics::forward;
+    use widowx::pose::{mat3_mul, rotation_angle_between, rotation_from_rpy};
+
+    fn act(a: [f64; 7]) -> BridgeAction {
+        BridgeAction::from_array(a)
+    }
 
     fn mapper() -> ActionMapper {
         ActionMapper::new(ActionConfig::default(), WorkspaceConfig::default())
@@ -317,7 +262,11 @@ mod tests {
     fn delta_applies_to_the_commanded_pose_and_ik_reaches_it() {
         let (pose, joints) = start();
         let step = mapper()
-            .apply(&pose, &joints, &[0.02, -0.01, 0.01, 0.0, 0.0, 0.0, 1.0])
+            .apply(
+                &pose,
+                &joints,
+                &act([0.02, -0.01, 0.01, 0.0, 0.0, 0.0, 1.0]),
+            )
             .unwrap();
         assert!(close(step.pose.xyz_m, [0.32, -0.01, 0.16], 1e-12));
         let reached = forward(&step.joints_rad).position_m;
@@ -328,7 +277,7 @@ mod tests {
             .apply(
                 &step.pose,
                 &step.joints_rad,
-                &[0.02, -0.01, 0.01, 0.0, 0.0, 0.0, 1.0],
+                &act([0.02, -0.01, 0.01, 0.0, 0.0, 0.0, 1.0]),
             )
             .unwrap();
         assert!(close(again.pose.xyz_m, [0.34, -0.02, 0.17], 1e-12));
@@ -338,14 +287,18 @@ mod tests {
     fn steps_are_clipped_per_component_then_to_the_box() {
         let (pose, joints) = start();
         let step = mapper()
-            .apply(&pose, &joints, &[0.2, 0.0, -0.03, 0.0, 0.0, 0.0, 1.0])
+            .apply(&pose, &joints, &act([0.2, 0.0, -0.03, 0.0, 0.0, 0.0, 1.0]))
             .unwrap();
         assert!(close(step.pose.xyz_m, [0.35, 0.0, 0.12], 1e-12));
         assert!(step.clipped.step && !step.clipped.workspace);
         let low = CommandedPose::from_xyz_rpy([0.3, 0.0, 0.0], [0.0; 3]);
         let low_joints = mapper().solve(&low, &joints).unwrap();
         let step = mapper()
-            .apply(&low, &low_joints, &[0.0, 0.0, -0.04, 0.0, 0.0, 0.0, 1.0])
+            .apply(
+                &low,
+                &low_joints,
+                &act([0.0, 0.0, -0.04, 0.0, 0.0, 0.0, 1.0]),
+            )
             .unwrap();
         assert!(close(step.pose.xyz_m, [0.3, 0.0, -0.01], 1e-12));
         assert!(step.clipped.workspace && !step.clipped.step);
@@ -355,7 +308,7 @@ mod tests {
     fn rotations_are_about_base_axes_and_clipped() {
         let (pose, joints) = start();
         let step = mapper()
-            .apply(&pose, &joints, &[0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 1.0])
+            .apply(&pose, &joints, &act([0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 1.0]))
             .unwrap();
         let rpy = step.pose.rpy_rad();
         assert!(close(rpy, [0.0, 0.0, 0.1], 1e-9), "{rpy:?}");
@@ -364,7 +317,7 @@ mod tests {
             .apply(
                 &step.pose,
                 &step.joints_rad,
-                &[0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 1.0],
+                &act([0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 1.0]),
             )
             .unwrap();
         let expected = mat3_mul(
@@ -375,7 +328,7 @@ mod tests {
         let reached = CommandedPose::from_joints(&step2.joints_rad);
         assert!(rotation_angle_between(&reached.relative_rotation, &expected) < 0.011);
         let big = mapper()
-            .apply(&pose, &joints, &[0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 1.0])
+            .apply(&pose, &joints, &act([0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 1.0]))
             .unwrap();
         assert!((big.pose.rpy_rad()[2] - 0.25).abs() < 1e-9);
         assert!(big.clipped.step);
@@ -388,7 +341,7 @@ mod tests {
             let mut action = [0.0; 7];
             action[index] = bad;
             assert_eq!(
-                mapper().apply(&pose, &joints, &action),
+                mapper().apply(&pose, &joints, &act(action)),
                 Err(StepRefused::NonFinite { index })
             );
         }
@@ -405,13 +358,15 @@ mod tests {
             WorkspaceConfig::default(),
         );
         let refused = strict
-            .apply(&pose, &joints, &[0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+            .apply(&pose, &joints, &act([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]))
             .unwrap_err();
         assert!(matches!(refused, StepRefused::IkJump { jump_rad, .. } if jump_rad > 0.01));
         // A seed far from the pose makes IK land far from it: refused, not followed.
         let mut far_seed = joints;
         far_seed[0] += 1.5;
-        let refused = mapper().apply(&pose, &far_seed, &[0.0; 7]).unwrap_err();
+        let refused = mapper()
+            .apply(&pose, &far_seed, &act([0.0; 7]))
+            .unwrap_err();
         assert!(
             matches!(refused, StepRefused::IkJump { joint: 0, .. }),
             "{refused:?}"

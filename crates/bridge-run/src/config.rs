@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use widowx::bridge::{StepLimits, WorkspaceBox};
 
 use crate::error::RunError;
 
@@ -79,10 +80,6 @@ pub struct ControlConfig {
     /// Once a reset or park move's setpoint has arrived, the arm must be there within this, s.
     /// Default 3.0.
     pub reach_timeout_s: f64,
-    /// Gripper motor angle fully closed and fully open, rad: maps the measured gripper onto the
-    /// Bridge state's 0 (closed) .. 1 (open). Defaults -0.9 and 0.9 (the virtual arm's stops).
-    pub gripper_closed_rad: f64,
-    pub gripper_open_rad: f64,
 }
 
 impl Default for ControlConfig {
@@ -95,8 +92,6 @@ impl Default for ControlConfig {
             reset_speed_rad_s: 0.8,
             reached_tolerance_rad: 0.03,
             reach_timeout_s: 3.0,
-            gripper_closed_rad: -0.9,
-            gripper_open_rad: 0.9,
         }
     }
 }
@@ -140,12 +135,13 @@ pub struct ActionConfig {
     pub jog_step_m: f64,
 }
 
+/// Bridge's own step limits and gripper threshold (`widowx::bridge`).
 impl Default for ActionConfig {
     fn default() -> Self {
         ActionConfig {
-            max_step_m: 0.05,
-            max_step_rad: 0.25,
-            gripper_threshold: 0.5,
+            max_step_m: StepLimits::BRIDGE.max_step_m,
+            max_step_rad: StepLimits::BRIDGE.max_step_rad,
+            gripper_threshold: widowx::bridge::GRIPPER_CLOSE_BELOW,
             gripper_sticky_steps: 1,
             max_ik_jump_rad: 0.5,
             jog_step_m: 0.01,
@@ -168,30 +164,36 @@ pub struct WorkspaceConfig {
     pub start_rpy_rad: [f64; 3],
 }
 
+/// Bridge's own (`widowx::bridge`): the evaluation box and the start pose.
 impl Default for WorkspaceConfig {
     fn default() -> Self {
+        let bridge = WorkspaceBox::BRIDGE_EVAL;
         WorkspaceConfig {
-            min_m: [0.10, -0.15, -0.01],
-            max_m: [0.45, 0.25, 0.25],
-            start_xyz_m: [0.3, 0.0, 0.15],
-            start_rpy_rad: [0.0; 3],
+            min_m: bridge.min_m,
+            max_m: bridge.max_m,
+            start_xyz_m: widowx::bridge::START_XYZ_M,
+            start_rpy_rad: widowx::bridge::START_RPY_RAD,
         }
     }
 }
 
 impl WorkspaceConfig {
+    /// The configured box.
+    pub fn workspace_box(&self) -> WorkspaceBox {
+        WorkspaceBox {
+            min_m: self.min_m,
+            max_m: self.max_m,
+        }
+    }
+
     /// `xyz_m` moved to the nearest point of the box.
     pub fn clamp(&self, xyz_m: [f64; 3]) -> [f64; 3] {
-        std::array::from_fn(|i| xyz_m[i].clamp(self.min_m[i], self.max_m[i]))
+        self.workspace_box().clamp(xyz_m)
     }
 
     /// How far `xyz_m` lies outside the box (0 inside), m.
     pub fn distance_outside_m(&self, xyz_m: [f64; 3]) -> f64 {
-        let clamped = self.clamp(xyz_m);
-        (0..3)
-            .map(|i| (xyz_m[i] - clamped[i]).powi(2))
-            .sum::<f64>()
-            .sqrt()
+        self.workspace_box().distance_outside_m(xyz_m)
     }
 }
 
@@ -369,15 +371,6 @@ impl RuntimeConfig {
             0.5,
         )?;
         positive("control.reach_timeout_s", c.reach_timeout_s, 60.0)?;
-        if !(c.gripper_open_rad.is_finite()
-            && c.gripper_closed_rad.is_finite()
-            && c.gripper_open_rad != c.gripper_closed_rad)
-        {
-            return Err(
-                "control.gripper_open_rad and control.gripper_closed_rad must be finite and differ"
-                    .into(),
-            );
-        }
         let p = &self.policy;
         positive("policy.policy_period_s", p.policy_period_s, 10.0)?;
         positive("policy.max_frame_age_s", p.max_frame_age_s, 10.0)?;

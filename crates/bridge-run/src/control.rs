@@ -17,165 +17,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use widowx::driver::{Arm, DriverError, JointState, ServoRef};
 use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, SLEEP_POSE_RAD};
+use widowx_driver::{Arm, DriverError};
 
 use crate::action::{ActionMapper, Clipped, CommandedPose, StepRefused, StickyGripper};
 use crate::config::RuntimeConfig;
 use crate::mailbox::Mailbox;
-use crate::modes::{
-    Axis, Effect, EpisodeEnd, Input, Mode, ModeMachine, OperatorCommand, Transition,
+use crate::messages::{
+    ControlEvent, ControlRequest, ControlStatus, EpisodeDone, EpisodeEndRecord, MonitorMsg,
+    PolicyAction, ResetDone,
 };
-use crate::monitor::MonitorMsg;
+use crate::modes::{Axis, Effect, Input, Mode, ModeMachine, OperatorCommand, Transition};
+
 use crate::supervisor::{Fault, Supervisor, TickView};
-
-/// The policy's newest action, as the control thread receives it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PolicyAction {
-    pub episode: u64,
-    /// 0-based step within the episode.
-    pub step: usize,
-    /// Bridge action `[dx, dy, dz, droll, dpitch, dyaw, gripper]`.
-    pub action: [f64; 7],
-    /// When the frame the policy acted on was captured.
-    pub frame_captured_at: Instant,
-}
-
-/// How an episode ended, as the control thread saw it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EpisodeEndRecord {
-    pub episode: u64,
-    pub end: EpisodeEnd,
-    /// The fault that ended it, if one did.
-    pub fault: Option<Fault>,
-}
-
-/// A snapshot of the control thread, written every tick.
-#[derive(Debug, Clone, Copy)]
-pub struct ControlStatus {
-    pub mode: Mode,
-    pub quit_requested: bool,
-    /// When the snapshot was taken.
-    pub at: Instant,
-    /// The last joint state read (valid when `state_fresh`).
-    pub state: JointState,
-    /// Whether this tick's read succeeded (a faulted servo's alert still counts: its state was read).
-    pub state_fresh: bool,
-    /// Joint goals last written.
-    pub setpoint_rad: [f64; ARM_JOINTS],
-    /// The commanded Bridge pose (what the next delta applies to).
-    pub commanded: CommandedPose,
-    pub gripper_closed: bool,
-    /// The episode whose reset to the start pose was last asked for.
-    pub reset_requested: u64,
-    /// The episode whose reset to the start pose has completed.
-    pub episode_ready: u64,
-    /// The episode the policy drives (or drove last).
-    pub episode: u64,
-    /// Policy steps applied in the current episode.
-    pub steps_applied: usize,
-    pub last_end: Option<EpisodeEndRecord>,
-    pub last_fault: Option<Fault>,
-    pub ticks: u64,
-    /// Ticks that started more than one period late.
-    pub overruns: u64,
-    /// Events the monitor channel could not take.
-    pub dropped_events: u64,
-}
-
-impl ControlStatus {
-    fn initial(now: Instant, state: JointState, setpoint_rad: [f64; ARM_JOINTS]) -> ControlStatus {
-        ControlStatus {
-            mode: Mode::Idle,
-            quit_requested: false,
-            at: now,
-            state,
-            state_fresh: true,
-            setpoint_rad,
-            commanded: CommandedPose::from_joints(&setpoint_rad),
-            gripper_closed: false,
-            reset_requested: 0,
-            episode_ready: 0,
-            episode: 0,
-            steps_applied: 0,
-            last_end: None,
-            last_fault: None,
-            ticks: 0,
-            overruns: 0,
-            dropped_events: 0,
-        }
-    }
-
-    /// A snapshot for before the control thread has published one.
-    pub fn placeholder(now: Instant) -> ControlStatus {
-        ControlStatus::initial(now, JointState::default(), [0.0; ARM_JOINTS])
-    }
-
-    /// Whether the control thread has stopped for good: quit asked, and parked or powerless.
-    pub fn stopped(&self) -> bool {
-        self.quit_requested
-            && matches!(
-                self.mode,
-                Mode::Done | Mode::TorqueOff | Mode::EmergencyHold
-            )
-    }
-}
-
-/// What the runtime asks of the control thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControlRequest {
-    /// Move to the start pose for `episode`.
-    Reset { episode: u64 },
-    /// Hand control to the policy for `episode` (after its reset).
-    Begin { episode: u64 },
-    /// The policy took its last step of `episode`: hold.
-    Complete { episode: u64 },
-    /// Park, then stop (as `q`); ignored while a hold awaits the operator.
-    Shutdown,
-    /// Nobody can answer the hold (no keyboard) and its time is over: torque off where the arm
-    /// stands.
-    Unattended,
-    /// Leave the loop (after Shutdown completed, or to give up).
-    Exit,
-}
-
-/// What the control thread reports to the monitor (Copy: sent without allocating).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ControlEvent {
-    Transition {
-        transition: Transition,
-        fault: Option<Fault>,
-    },
-    /// A fault seen in a mode already as safe as it answers for (logged once per kind).
-    Fault {
-        fault: Fault,
-    },
-    StepRefused {
-        refused: StepRefused,
-        jog: bool,
-    },
-    Clipped {
-        step: usize,
-        clipped: Clipped,
-    },
-    ActionApplied {
-        episode: u64,
-        step: usize,
-        frame_to_command_s: f64,
-    },
-    Gripper {
-        closed: bool,
-    },
-    Rebooted {
-        servo: ServoRef,
-        ok: bool,
-    },
-    NothingToReboot,
-    DriverFailed {
-        what: &'static str,
-        servo: Option<ServoRef>,
-    },
-}
 
 /// The control thread's ends of its channels.
 #[derive(Debug)]
@@ -195,6 +49,13 @@ pub struct ControlLinks {
 #[derive(Debug, Clone, Copy)]
 struct PlannedMove {
     deadline: Option<Instant>,
+}
+
+/// Replies to the runtime's requests, held until the tick's status snapshot is out.
+#[derive(Default)]
+struct Answers {
+    reset: Option<(Sender<ResetDone>, ResetDone)>,
+    episode: Option<(Sender<EpisodeDone>, EpisodeDone)>,
 }
 
 struct Control {
@@ -219,7 +80,14 @@ struct Control {
     last_action_version: u64,
     last_action_at: Instant,
     running_since: Instant,
-    pending_reset: u64,
+    /// The reset in progress and where its answer goes.
+    pending_reset: Option<(u64, Sender<ResetDone>)>,
+    /// The episode whose reset to the start pose completed.
+    episode_ready: u64,
+    /// Where the running episode's end goes.
+    episode_done: Option<Sender<EpisodeDone>>,
+    /// Replies decided during this tick, sent at its end.
+    answers: Answers,
     status: ControlStatus,
     last_reported_fault: Option<&'static str>,
 }
@@ -262,7 +130,10 @@ pub fn spawn(
         last_action_version: links.actions.get_versioned().0,
         last_action_at: now,
         running_since: now,
-        pending_reset: 0,
+        pending_reset: None,
+        episode_ready: 0,
+        episode_done: None,
+        answers: Answers::default(),
         status,
         last_reported_fault: None,
         machine: ModeMachine::new(),
@@ -325,7 +196,19 @@ impl Control {
         self.advance_setpoint();
         self.write();
         self.publish(now, fresh);
+        self.send_answers();
         true
+    }
+
+    /// Sends the replies this tick produced, after its status snapshot is out: a runtime woken
+    /// by a reply reads a status that already shows what the reply reports.
+    fn send_answers(&mut self) {
+        if let Some((done, answer)) = self.answers.reset.take() {
+            let _ = done.send(answer);
+        }
+        if let Some((done, answer)) = self.answers.episode.take() {
+            let _ = done.send(answer);
+        }
     }
 
     fn send(&mut self, msg: MonitorMsg) {
@@ -381,18 +264,8 @@ impl Control {
     fn drain_requests(&mut self, now: Instant) -> bool {
         while let Ok(request) = self.links.requests.try_recv() {
             match request {
-                ControlRequest::Reset { episode } => {
-                    self.pending_reset = episode;
-                    self.status.reset_requested = episode;
-                    self.input(Input::Reset, None, now);
-                }
-                ControlRequest::Begin { episode } => {
-                    if episode == self.status.episode_ready {
-                        self.status.episode = episode;
-                        self.status.steps_applied = 0;
-                        self.input(Input::Begin, None, now);
-                    }
-                }
+                ControlRequest::Reset { episode, done } => self.reset(episode, done, now),
+                ControlRequest::Begin { episode, done } => self.begin(episode, done, now),
                 ControlRequest::Complete { episode } => {
                     if episode == self.status.episode {
                         self.input(Input::EpisodeComplete, None, now);
@@ -408,6 +281,67 @@ impl Control {
             }
         }
         true
+    }
+
+    /// Starts the move to the start pose; the answer goes on `done` when the move is over
+    /// ([`Control::answer_reset`]), or at once when the mode refuses a reset.
+    fn reset(&mut self, episode: u64, done: Sender<ResetDone>, now: Instant) {
+        // Set first: the move's first tick may already end it (a fault, an IK failure).
+        self.pending_reset = Some((episode, done));
+        if !self.input(Input::Reset, None, now)
+            && let Some((_, done)) = self.pending_reset.take()
+        {
+            let failed = ResetDone::Failed {
+                mode: self.machine.mode(),
+                fault: self.status.last_fault,
+            };
+            self.answers.reset = Some((done, failed));
+        }
+    }
+
+    /// Hands control to the policy when `episode`'s reset completed and the mode allows it;
+    /// otherwise answers at once that it did not begin.
+    fn begin(&mut self, episode: u64, done: Sender<EpisodeDone>, now: Instant) {
+        if episode == self.episode_ready {
+            self.status.episode = episode;
+            self.status.steps_applied = 0;
+            self.episode_done = Some(done);
+            if self.input(Input::Begin, None, now) {
+                return;
+            }
+            if let Some(done) = self.episode_done.take() {
+                let not_begun = EpisodeDone::NotBegun {
+                    mode: self.machine.mode(),
+                };
+                self.answers.episode = Some((done, not_begun));
+            }
+            return;
+        }
+        let not_begun = EpisodeDone::NotBegun {
+            mode: self.machine.mode(),
+        };
+        self.answers.episode = Some((done, not_begun));
+    }
+
+    /// A transition out of MovingToStart ends the pending reset: ready when it arrived (back to
+    /// Idle on `Reached`), failed otherwise.
+    fn answer_reset(&mut self, transition: &Transition, input: Input, fault: Option<Fault>) {
+        if transition.from != Mode::MovingToStart {
+            return;
+        }
+        let Some((episode, done)) = self.pending_reset.take() else {
+            return;
+        };
+        let answer = if input == Input::Reached && transition.to == Mode::Idle {
+            self.episode_ready = episode;
+            ResetDone::Ready
+        } else {
+            ResetDone::Failed {
+                mode: transition.to,
+                fault,
+            }
+        };
+        self.answers.reset = Some((done, answer));
     }
 
     fn drain_operator(&mut self, now: Instant) {
@@ -426,14 +360,18 @@ impl Control {
             self.running_since = now;
             self.last_action_at = now;
         }
-        if let Some(end) = transition.episode_end {
-            self.status.last_end = Some(EpisodeEndRecord {
+        if let Some(end) = transition.episode_end
+            && let Some(done) = self.episode_done.take()
+        {
+            let record = EpisodeEndRecord {
                 episode: self.status.episode,
                 end,
                 fault,
-            });
+            };
+            self.answers.episode = Some((done, EpisodeDone::Ended(record)));
         }
         self.event(ControlEvent::Transition { transition, fault });
+        self.answer_reset(&transition, input, fault);
         self.apply(transition.effect, now);
         true
     }
@@ -491,7 +429,7 @@ impl Control {
         }
         match self.arm.set_torque(enabled, None) {
             Ok(()) => self.torque_on = enabled,
-            Err(e @ widowx::driver::DriverError::TorqueOffUnconfirmed { .. }) => {
+            Err(e @ widowx_driver::DriverError::TorqueOffUnconfirmed { .. }) => {
                 // Every servo but the named ones is off: the arm is no longer held.
                 self.torque_on = false;
                 self.event(ControlEvent::DriverFailed {
@@ -638,7 +576,7 @@ impl Control {
             }),
         }
         // The gripper follows even when the arm part was refused (it needs no IK).
-        self.gripper.update(action.action[6]);
+        self.gripper.update(action.action.gripper);
         self.status.steps_applied += 1;
         self.event(ControlEvent::ActionApplied {
             episode: action.episode,
@@ -698,9 +636,6 @@ impl Control {
         let arrived = setpoint_arrived && error_rad <= self.config.control.reached_tolerance_rad;
         if fresh && arrived {
             self.planned = None;
-            if self.machine.mode() == Mode::MovingToStart {
-                self.status.episode_ready = self.pending_reset;
-            }
             self.input(Input::Reached, None, now);
         } else if planned.deadline.is_some_and(|deadline| now > deadline) {
             self.planned = None;
@@ -792,6 +727,7 @@ impl Control {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
+    use widowx_driver::JointState;
 
     /// A status snapshot for formatting tests.
     pub fn status(state: JointState) -> ControlStatus {

@@ -10,7 +10,7 @@ pub enum RunError {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     #[error("the arm: {0}")]
-    Driver(#[from] widowx::driver::DriverError),
+    Driver(#[from] widowx_driver::DriverError),
     #[error("goal {path}: {reason}")]
     Goal { path: PathBuf, reason: String },
     #[error("cannot start the {thread} thread: {source}")]

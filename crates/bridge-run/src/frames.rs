@@ -11,7 +11,7 @@ use camera::{Frame, FrameSource};
 use crossbeam_channel::Sender;
 
 use crate::mailbox::Mailbox;
-use crate::monitor::MonitorMsg;
+use crate::messages::MonitorMsg;
 
 /// The newest frame, shared.
 #[derive(Debug, Clone, Default)]

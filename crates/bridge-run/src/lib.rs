@@ -10,17 +10,21 @@
 //!
 //! Design: `docs/architecture.md` (threads, the path of one frame, modes) and `docs/widowx.md`, "Bridge conventions".
 //!
-//! Threads (docs/architecture.md, "bridge-run data flow"):
-//! - control ([`control`]): every `control_period_s` one SYNC_READ and one SYNC_WRITE, the mode
+//! Threads (docs/architecture.md, "bridge-run: threads and hand-offs"; wired in [`graph`], the
+//! messages in [`messages`]):
+//! - control (`control`): every `control_period_s` one SYNC_READ and one SYNC_WRITE, the mode
 //!   machine ([`modes`]) and the safety supervisor ([`supervisor`]); never waits on the policy,
 //!   never allocates or touches the disk;
-//! - camera ([`frames`]): keeps the newest frame and its capture time;
-//! - policy ([`policy_loop`]): at 5 Hz, the newest frame (never one older than
+//! - camera (`frames`): keeps the newest frame and its capture time;
+//! - policy (`policy_loop`): at 5 Hz, the newest frame (never one older than
 //!   `max_frame_age_s`) through the [`policy::Policy`] to a Bridge action, handed over through a
 //!   freshest-value [`mailbox::Mailbox`]; the action becomes joints in [`action`];
 //! - recorder ([`recorder`]): each episode in the BridgeData V2 raw layout;
 //! - monitor ([`monitor`]): the log file, the status line, each episode's events and latencies;
 //! - keyboard ([`keyboard`], in the binary): raw-mode keys to [`OperatorCommand`]s.
+//!
+//! The thread bodies (`control`, `frames`, `policy_loop`) are private: a program drives them
+//! through [`Runtime`].
 //!
 //! ```no_run
 //! use bridge_run::policy::{GoalImage, MqePolicy, Policy};
@@ -47,21 +51,23 @@ pub mod action;
 pub mod bench;
 pub mod clock;
 pub mod config;
-pub mod control;
-pub mod error;
-pub mod frames;
+mod control;
+mod error;
+mod frames;
+pub mod graph;
 pub mod keyboard;
 pub mod mailbox;
+pub mod messages;
 pub mod modes;
 pub mod monitor;
 pub mod policy;
-pub mod policy_loop;
+mod policy_loop;
 pub mod recorder;
 pub mod report;
 pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod stats;
+mod stats;
 pub mod supervisor;
 
 pub use config::RuntimeConfig;

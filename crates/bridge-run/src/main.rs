@@ -25,8 +25,8 @@ use camera::FrameSource;
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use mqe::{DeviceChoice, select_device};
-use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
+use widowx_driver::{Arm, DriverConfig};
 
 mod run_sim;
 use run_sim::{SimHandle, SimTask};

@@ -7,60 +7,16 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock;
-use crate::control::{ControlEvent, ControlStatus};
+use crate::messages::{ControlEvent, ControlStatus, EpisodeLog, MonitorMsg, PolicyStatus};
+
 use crate::mailbox::Mailbox;
 use crate::modes::{EpisodeEnd, Input};
-
-/// What the monitor receives.
-#[derive(Debug, Clone)]
-pub enum MonitorMsg {
-    /// From the control thread.
-    Control { at: Instant, event: ControlEvent },
-    /// The time between the starts of two control ticks.
-    Tick { period_s: f64 },
-    /// From another thread (camera, policy, runtime): a line for the log; `safety` lines are
-    /// also shown as the status line's last event.
-    Note {
-        at: Instant,
-        source: &'static str,
-        text: String,
-        safety: bool,
-    },
-    /// The runtime starts collecting a new episode.
-    EpisodeStart { episode: u64 },
-    /// Answered once every message sent before it is handled.
-    Sync(crossbeam_channel::Sender<()>),
-    /// Stop the monitor.
-    Exit,
-}
-
-/// What the policy thread last did (for the status line).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct PolicyStatus {
-    pub episode: u64,
-    pub steps: usize,
-    pub max_steps: usize,
-    pub last_inference_s: f64,
-    pub last_distance: f32,
-}
-
-/// What one episode produced, gathered by the monitor for its report.
-#[derive(Debug, Clone, Default)]
-pub struct EpisodeLog {
-    /// Every event as logged, `+seconds  text` from the episode start.
-    pub events: Vec<String>,
-    /// Safety events only (faults, refused steps), same format.
-    pub safety_events: Vec<String>,
-    pub control_period_s: Vec<f64>,
-    pub frame_to_command_s: Vec<f64>,
-}
 
 /// Where the status line goes.
 pub type StatusSink = Box<dyn Write + Send>;
@@ -79,10 +35,7 @@ pub struct MonitorSetup {
 }
 
 /// Starts the monitor; it ends when every sender of `messages` is gone.
-pub fn spawn(
-    setup: MonitorSetup,
-    episode_log: Arc<Mutex<EpisodeLog>>,
-) -> Result<JoinHandle<()>, crate::RunError> {
+pub fn spawn(setup: MonitorSetup) -> Result<JoinHandle<()>, crate::RunError> {
     let log = match &setup.log_file {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -107,7 +60,7 @@ pub fn spawn(
         started: Instant::now(),
         episode_started: Instant::now(),
         log,
-        episode_log,
+        episode_log: EpisodeLog::default(),
         last_safety: None,
         ticks_since_draw: 0,
         setup,
@@ -126,7 +79,8 @@ struct Monitor {
     started: Instant,
     episode_started: Instant,
     log: Option<File>,
-    episode_log: Arc<Mutex<EpisodeLog>>,
+    /// What the current episode produced so far; handed over on `TakeEpisodeLog`.
+    episode_log: EpisodeLog,
     last_safety: Option<String>,
     ticks_since_draw: u32,
 }
@@ -157,26 +111,18 @@ impl Monitor {
         }
     }
 
-    fn episode_log(&self) -> std::sync::MutexGuard<'_, EpisodeLog> {
-        self.episode_log
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn handle(&mut self, msg: MonitorMsg) {
         match msg {
             MonitorMsg::Tick { period_s } => {
                 self.ticks_since_draw += 1;
-                self.episode_log().control_period_s.push(period_s);
+                self.episode_log.control_period_s.push(period_s);
             }
             MonitorMsg::Control { at, event } => {
                 if let ControlEvent::ActionApplied {
                     frame_to_command_s, ..
                 } = event
                 {
-                    self.episode_log()
-                        .frame_to_command_s
-                        .push(frame_to_command_s);
+                    self.episode_log.frame_to_command_s.push(frame_to_command_s);
                     return;
                 }
                 let safety = is_safety(&event);
@@ -189,13 +135,13 @@ impl Monitor {
                 text,
                 safety,
             } => self.record(at, source, &text, safety),
-            MonitorMsg::Sync(ack) => {
-                let _ = ack.send(());
+            MonitorMsg::TakeEpisodeLog(reply) => {
+                let _ = reply.send(std::mem::take(&mut self.episode_log));
             }
             MonitorMsg::Exit => {}
             MonitorMsg::EpisodeStart { episode } => {
                 self.episode_started = Instant::now();
-                *self.episode_log() = EpisodeLog::default();
+                self.episode_log = EpisodeLog::default();
                 self.record(
                     Instant::now(),
                     "runtime",
@@ -230,11 +176,10 @@ impl Monitor {
             .saturating_duration_since(self.episode_started)
             .as_secs_f64();
         let entry = format!("+{since_episode_s:.3}s  {text}");
-        let mut log = self.episode_log();
         if safety {
-            log.safety_events.push(entry.clone());
+            self.episode_log.safety_events.push(entry.clone());
         }
-        log.events.push(entry);
+        self.episode_log.events.push(entry);
     }
 
     fn clear_status_line(&mut self) {
@@ -443,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_status_line_shows_the_essentials() {
-        let state = widowx::driver::JointState::default();
+        let state = widowx_driver::JointState::default();
         let status = ControlStatus {
             mode: Mode::Paused,
             ..crate::control::tests_support::status(state)

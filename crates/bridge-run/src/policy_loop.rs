@@ -14,77 +14,23 @@ use std::time::{Duration, Instant};
 use bridge_data::raw::RawStep;
 use camera::Frame;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use widowx::driver::Effort;
+use widowx::bridge::{BridgeAction, bridge_state, gripper_open_fraction};
 use widowx::joints::ARM_JOINTS;
-use widowx::kinematics::{bridge_state, forward};
+use widowx::kinematics::forward;
+use widowx_driver::Effort;
 
 use crate::config::RuntimeConfig;
-use crate::control::{ControlStatus, PolicyAction};
+use crate::messages::{
+    ControlStatus, MonitorMsg, PolicyAction, PolicyReport, PolicyRequest, PolicyStatus,
+    RecorderMsg, RecordingPlan, StepRecord,
+};
+
 use crate::frames::FrameSlot;
 use crate::mailbox::Mailbox;
 use crate::modes::Mode;
-use crate::monitor::{MonitorMsg, PolicyStatus};
+
 use crate::policy::{GoalImage, Policy};
-use crate::recorder::{RecorderMsg, RecorderSender};
-
-/// Where an episode is recorded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordingPlan {
-    /// The trajectory directory (`.../raw/traj_group0/traj<i>`).
-    pub dir: PathBuf,
-    pub language: Option<String>,
-}
-
-/// What the runtime asks of the policy thread.
-#[derive(Debug)]
-pub enum PolicyRequest {
-    /// Set the goal and act during `episode` (when the control thread runs it).
-    Start {
-        episode: u64,
-        goal: GoalImage,
-        max_steps: usize,
-        recording: Option<RecordingPlan>,
-    },
-    /// Stop acting; record the final observation.
-    Stop {
-        episode: u64,
-    },
-    Exit,
-}
-
-/// One policy step, for the episode's trace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepRecord {
-    pub episode: u64,
-    pub step: usize,
-    pub action: [f32; 7],
-    pub distance: f32,
-    pub inference_s: f64,
-    pub frame_age_s: f64,
-    pub obs_model_rgb: Vec<u8>,
-}
-
-/// What the policy thread tells the runtime.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PolicyReport {
-    /// The goal was set (or could not be, with the reason).
-    Started {
-        episode: u64,
-        result: Result<(), String>,
-    },
-    Step(StepRecord),
-    /// The episode's last step was taken.
-    Finished {
-        episode: u64,
-        steps: usize,
-    },
-    /// Acting stopped; the recording (if any) is closed.
-    Stopped {
-        episode: u64,
-        steps: usize,
-        recording: Option<PathBuf>,
-    },
-}
+use crate::recorder::RecorderSender;
 
 /// The policy thread's ends of its channels.
 pub struct PolicyLinks {
@@ -113,8 +59,6 @@ struct PolicyThread {
     links: PolicyLinks,
     period: Duration,
     max_frame_age_s: f64,
-    gripper_closed_rad: f64,
-    gripper_open_rad: f64,
     obs: Vec<u8>,
 }
 
@@ -129,8 +73,6 @@ pub fn spawn(
         links,
         period: Duration::from_secs_f64(config.policy.policy_period_s),
         max_frame_age_s: config.policy.max_frame_age_s,
-        gripper_closed_rad: config.control.gripper_closed_rad,
-        gripper_open_rad: config.control.gripper_open_rad,
         obs: Vec::new(),
     };
     std::thread::Builder::new()
@@ -304,7 +246,7 @@ impl PolicyThread {
         self.links.actions.put(Some(PolicyAction {
             episode: active.episode,
             step,
-            action,
+            action: BridgeAction::from_array(action),
             frame_captured_at: frame.captured_at,
         }));
         active.steps += 1;
@@ -326,7 +268,7 @@ impl PolicyThread {
         }));
         if active.recording.is_some() && output.is_finite() {
             self.record_observation(&frame, &status);
-            self.send_to_recorder(RecorderMsg::Action(action));
+            self.send_to_recorder(RecorderMsg::Action(BridgeAction::from_array(action)));
         }
         if active.steps == active.max_steps {
             let _ = self.links.reports.send(PolicyReport::Finished {
@@ -354,7 +296,7 @@ impl PolicyThread {
                 return;
             }
         };
-        let step = raw_step(jpeg, status, self.gripper_closed_rad, self.gripper_open_rad);
+        let step = raw_step(jpeg, status);
         self.send_to_recorder(RecorderMsg::Observation(step));
     }
 }
@@ -371,16 +313,11 @@ pub fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, image::ImageError> {
     Ok(jpeg)
 }
 
-/// The gripper's opening as the Bridge state's 0 (closed) .. 1 (open).
-pub fn gripper_open_fraction(angle_rad: f64, closed_rad: f64, open_rad: f64) -> f64 {
-    ((angle_rad - closed_rad) / (open_rad - closed_rad)).clamp(0.0, 1.0)
-}
-
 /// One recorded observation from a frame's JPEG and the control thread's snapshot.
-pub fn raw_step(jpeg: Vec<u8>, status: &ControlStatus, closed_rad: f64, open_rad: f64) -> RawStep {
+pub fn raw_step(jpeg: Vec<u8>, status: &ControlStatus) -> RawStep {
     let state = &status.state;
     let qpos = state.arm_positions_rad();
-    let gripper = gripper_open_fraction(state.positions_rad[ARM_JOINTS], closed_rad, open_rad);
+    let gripper = gripper_open_fraction(state.positions_rad[ARM_JOINTS]);
     let effort = |e: Effort| match e {
         Effort::CurrentMa(ma) => ma,
         Effort::LoadPercent(p) => p,
@@ -401,24 +338,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gripper_fraction_maps_the_configured_range() {
-        assert_eq!(gripper_open_fraction(0.9, -0.9, 0.9), 1.0);
-        assert_eq!(gripper_open_fraction(-0.9, -0.9, 0.9), 0.0);
-        assert!((gripper_open_fraction(0.0, -0.9, 0.9) - 0.5).abs() < 1e-12);
-        assert_eq!(gripper_open_fraction(2.0, -0.9, 0.9), 1.0);
-    }
-
-    #[test]
     fn raw_steps_carry_the_bridge_state_of_the_joints() {
-        let mut state = widowx::driver::JointState::default();
+        let mut state = widowx_driver::JointState::default();
         let joints = widowx::joints::BRIDGE_NEUTRAL_POSE_RAD;
         state.positions_rad[..6].copy_from_slice(&joints);
         state.positions_rad[6] = 0.9;
         state.effort[2] = Effort::CurrentMa(120.0);
         let status = crate::control::tests_support::status(state);
-        let step = raw_step(vec![1, 2], &status, -0.9, 0.9);
+        let step = raw_step(vec![1, 2], &status);
         assert_eq!(step.qpos, joints);
-        assert_eq!(step.state, bridge_state(&joints, 1.0));
+        // The gripper entry is the fingers' position, as the simulator's play data records it.
+        assert_eq!(
+            step.state,
+            bridge_state(&joints, gripper_open_fraction(0.9))
+        );
         assert_eq!(step.joint_effort[2], 120.0);
         assert_eq!(step.eef_transform[3], [0.0, 0.0, 0.0, 1.0]);
     }

@@ -12,7 +12,8 @@
 //! reported through [`Recorder::take_errors`] and the summary; the thread never panics on them.
 //!
 //! ```no_run
-//! use bridge_run::recorder::{Recorder, RecorderMsg};
+//! use bridge_run::messages::RecorderMsg;
+//! use bridge_run::recorder::Recorder;
 //! let recorder = Recorder::spawn(64);
 //! let tx = recorder.sender();
 //! tx.try_send(RecorderMsg::StartEpisode { dir: "rec/traj0".into(), language: None });
@@ -28,27 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bridge_data::raw::{RawEpisodeWriter, RawError, RawStep};
+use bridge_data::raw::{RawEpisodeWriter, RawError};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-/// What the runtime asks the recorder to write.
-// Observations are moved, not boxed: a queue slot of a few hundred bytes costs less than an
-// allocation per step on the sending (realtime) side.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum RecorderMsg {
-    /// Opens a trajectory directory (closing any open one). `language` goes to lang.txt.
-    StartEpisode {
-        dir: PathBuf,
-        language: Option<String>,
-    },
-    /// One observation (its JPEG is written at once).
-    Observation(RawStep),
-    /// The action taken in the latest observation, `[dx, dy, dz, droll, dpitch, dyaw, gripper]`.
-    Action([f64; 7]),
-    /// Closes the open episode (final flush).
-    EndEpisode,
-}
+use crate::messages::RecorderMsg;
 
 /// What went wrong while recording. None of these stops the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +295,7 @@ impl Worker {
                 self.summary.observations += u64::from(self.is_recording());
             }
             RecorderMsg::Action(action) => {
-                self.write(|w| w.push_action(action).and_then(|()| w.flush()));
+                self.write(|w| w.push_action(action.to_array()).and_then(|()| w.flush()));
                 self.summary.actions += u64::from(self.is_recording());
             }
             RecorderMsg::EndEpisode => self.close(),

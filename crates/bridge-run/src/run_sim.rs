@@ -15,7 +15,7 @@ mod with_sim {
     use anyhow::{Context, Result};
     use bridge_run::sim::SimRig;
     use camera::FrameSource;
-    use widowx::driver::Arm;
+    use widowx_driver::Arm;
     use widowx_sim::SceneHandle;
     use widowx_sim::tasks::{TaskFile, TaskSpec};
 
@@ -145,7 +145,7 @@ mod without_sim {
 
     use anyhow::{Result, bail};
     use camera::FrameSource;
-    use widowx::driver::Arm;
+    use widowx_driver::Arm;
 
     const NO_SIM: &str = "this bridge-run is built without the simulator: rebuild with the \
         default features (`cargo build --release -p bridge-run`) to use --sim";

@@ -1,31 +1,33 @@
-//! The runtime: the threads of docs/architecture.md wired together, and the episode API used by the
+//! The runtime: the thread graph of [`crate::graph`] started, and the episode API used by the
 //! `bridge-run` binary and by `bridge-sim eval` (so evaluation runs the same code path).
 //!
 //! No process-global state: each [`Runtime`] owns its threads and channels, so several can run
 //! in one process (tests do) and episodes run back to back on one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use camera::FrameSource;
+use camera::preprocess::ModelView;
 use crossbeam_channel::{Receiver, Sender};
-use widowx::driver::Arm;
+use widowx::bridge::{bridge_state, gripper_open_fraction};
 use widowx::joints::ARM_JOINTS;
-use widowx::kinematics::bridge_state;
+use widowx_driver::Arm;
 
 use crate::clock;
 use crate::config::RuntimeConfig;
-use crate::control::{self, ControlLinks, ControlRequest, ControlStatus, PolicyAction};
 use crate::error::RunError;
-use crate::frames::{self, FrameSlot};
+use crate::graph::{self, Graph, GraphSettings, PartialStart, Threads};
 use crate::mailbox::Mailbox;
+use crate::messages::{
+    ControlRequest, ControlStatus, EpisodeDone, EpisodeLog, MonitorMsg, PolicyReport,
+    PolicyRequest, PolicyStatus, RecordingPlan, ResetDone, StepRecord,
+};
 use crate::modes::{EpisodeEnd, Mode, OperatorCommand};
-use crate::monitor::{self, EpisodeLog, MonitorMsg, MonitorSetup, PolicyStatus, StatusSink};
+use crate::monitor::StatusSink;
 use crate::policy::{GoalImage, Policy};
-use crate::policy_loop::{self, PolicyLinks, PolicyReport, PolicyRequest, RecordingPlan};
 use crate::recorder::Recorder;
 use crate::report::{EpisodeTrace, write_report};
 use crate::supervisor::Fault;
@@ -89,7 +91,8 @@ impl EpisodeReport {
     }
 }
 
-/// The running threads: control, camera, policy, monitor, recorder.
+/// The running threads (control, camera, policy, monitor, recorder; wired in [`crate::graph`])
+/// and the episode API on top of them.
 pub struct Runtime {
     config: RuntimeConfig,
     /// How the policy sees a frame; every goal must have been made the same way.
@@ -101,20 +104,11 @@ pub struct Runtime {
     monitor: Sender<MonitorMsg>,
     control_status: Mailbox<ControlStatus>,
     policy_status: Mailbox<PolicyStatus>,
-    episode_log: Arc<Mutex<EpisodeLog>>,
     camera_stop: Arc<AtomicBool>,
     threads: Threads,
     recorder: Option<Recorder>,
     session_dir: PathBuf,
     episodes: u64,
-}
-
-#[derive(Default)]
-struct Threads {
-    control: Option<JoinHandle<Arm>>,
-    policy: Option<JoinHandle<()>>,
-    camera: Option<JoinHandle<()>>,
-    monitor: Option<JoinHandle<()>>,
 }
 
 /// Longest wait for a reset to the start pose, beyond its planned time.
@@ -139,89 +133,49 @@ impl Runtime {
             reason,
         })?;
         let input_view = policy.input_view();
-        let (monitor_tx, monitor_rx) = crossbeam_channel::bounded(4096);
-        let (operator_tx, operator_rx) = crossbeam_channel::bounded(64);
-        let (requests_tx, requests_rx) = crossbeam_channel::bounded(16);
-        let (policy_req_tx, policy_req_rx) = crossbeam_channel::unbounded();
-        let (policy_rep_tx, policy_rep_rx) = crossbeam_channel::unbounded();
-        let frame_times: Mailbox<Option<Instant>> = Mailbox::new(None);
-        let actions: Mailbox<Option<PolicyAction>> = Mailbox::new(None);
-        let policy_status = Mailbox::new(PolicyStatus::default());
-        let slot = FrameSlot::default();
-        let episode_log = Arc::new(Mutex::new(EpisodeLog::default()));
-        let camera_stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Threads::default();
-        // A placeholder until the control thread publishes the real state.
-        let control_status = Mailbox::new(placeholder_status());
-        threads.monitor = Some(monitor::spawn(
-            MonitorSetup {
-                messages: monitor_rx,
-                log_file: Some(config.episode.log_file.clone()),
-                status: control_status.clone(),
-                policy: policy_status.clone(),
-                frames: frame_times.clone(),
-                status_line: options.status_line,
-                status_interval: options.status_interval,
-            },
-            Arc::clone(&episode_log),
-        )?);
-        let recorder = config
-            .episode
-            .record
-            .then(|| Recorder::spawn(options.recorder_queue_len));
-        let mut runtime = Runtime {
-            session_dir: session_dir(&config.episode.recording_dir),
-            config: config.clone(),
-            input_view,
-            operator: operator_tx,
-            requests: requests_tx,
-            policy_requests: policy_req_tx,
-            policy_reports: policy_rep_rx,
-            monitor: monitor_tx.clone(),
-            control_status: control_status.clone(),
-            policy_status: policy_status.clone(),
-            episode_log,
-            camera_stop: Arc::clone(&camera_stop),
-            threads,
-            recorder,
-            episodes: 0,
+        let settings = GraphSettings {
+            status_line: options.status_line,
+            status_interval: options.status_interval,
+            recorder_queue_len: config.episode.record.then_some(options.recorder_queue_len),
         };
-        runtime.note("runtime", format!("starting; arm {arm:?}"), false);
-        // If a thread fails to start, the ones already running are stopped by Drop.
-        runtime.threads.control = Some(control::spawn(
-            arm,
-            config.clone(),
-            ControlLinks {
-                operator: operator_rx,
-                requests: requests_rx,
-                monitor: monitor_tx.clone(),
-                actions: actions.clone(),
-                frames: frame_times.clone(),
-                status: control_status.clone(),
-            },
-        )?);
-        runtime.threads.camera = Some(frames::spawn(
-            camera,
-            slot.clone(),
-            frame_times,
-            monitor_tx.clone(),
-            camera_stop,
-        )?);
-        runtime.threads.policy = Some(policy_loop::spawn(
-            policy,
-            &config,
-            PolicyLinks {
-                requests: policy_req_rx,
-                reports: policy_rep_tx,
-                monitor: monitor_tx,
-                frames: slot,
-                control: control_status,
-                actions,
-                status: policy_status,
-                recorder: runtime.recorder.as_ref().map(Recorder::sender),
-            },
-        )?);
-        Ok(runtime)
+        let starting = format!("starting; arm {arm:?}");
+        let note_start = |monitor: &Sender<MonitorMsg>| {
+            let _ = monitor.send(MonitorMsg::Note {
+                at: Instant::now(),
+                source: "runtime",
+                text: starting,
+                safety: false,
+            });
+        };
+        let runtime = |graph| Runtime::from_graph(config.clone(), input_view, graph);
+        match graph::spawn(&config, arm, camera, policy, settings, note_start) {
+            Ok(graph) => Ok(runtime(graph)),
+            Err(partial) => {
+                // Stop (and park) what did start before giving up.
+                let PartialStart { error, started } = *partial;
+                drop(started.map(runtime));
+                Err(error)
+            }
+        }
+    }
+
+    fn from_graph(config: RuntimeConfig, input_view: ModelView, graph: Graph) -> Runtime {
+        Runtime {
+            session_dir: session_dir(&config.episode.recording_dir),
+            config,
+            input_view,
+            operator: graph.operator,
+            requests: graph.requests,
+            policy_requests: graph.policy_requests,
+            policy_reports: graph.policy_reports,
+            monitor: graph.monitor,
+            control_status: graph.control_status,
+            policy_status: graph.policy_status,
+            camera_stop: graph.camera_stop,
+            threads: graph.threads,
+            recorder: graph.recorder,
+            episodes: 0,
+        }
     }
 
     /// Where operator commands go (what the keyboard thread sends; tests inject through it).
@@ -294,12 +248,13 @@ impl Runtime {
             })
             .map_err(|_| gone("policy"))?;
         self.wait_policy_started(episode, goal)?;
+        let (done, ended) = crossbeam_channel::bounded(1);
         self.requests
-            .send(ControlRequest::Begin { episode })
+            .send(ControlRequest::Begin { episode, done })
             .map_err(|_| gone("control"))?;
-        let mut trace = self.drive(episode, goal)?;
+        let (mut trace, outcome) = self.drive(episode, goal, &ended)?;
         let stopped = self.stop_policy(episode, &mut trace)?;
-        self.finish_episode(episode, trace, stopped)
+        self.finish_episode(episode, trace, stopped, outcome)
     }
 
     fn check_goal(&self, goal: &GoalImage) -> Result<(), RunError> {
@@ -338,36 +293,49 @@ impl Runtime {
 
     /// Moves to the start pose; `Some(report)` when the reset did not complete.
     fn reset(&mut self, episode: u64) -> Result<Option<EpisodeReport>, RunError> {
+        let (done, answer) = crossbeam_channel::bounded(1);
         self.requests
-            .send(ControlRequest::Reset { episode })
+            .send(ControlRequest::Reset { episode, done })
             .map_err(|_| gone("control"))?;
-        let deadline = Instant::now() + RESET_TIMEOUT;
-        loop {
-            let status = self.status();
-            let handled = status.reset_requested == episode;
-            if handled && status.mode != Mode::MovingToStart {
-                if status.episode_ready == episode && status.mode == Mode::Idle {
-                    return Ok(None);
-                }
-                let why = status.last_fault.map_or_else(
-                    || format!("the arm is in mode {}", status.mode),
-                    |f| f.to_string(),
-                );
+        match self.wait_reply(&answer, "the reset to the start pose", RESET_TIMEOUT)? {
+            ResetDone::Ready => Ok(None),
+            ResetDone::Failed { mode, fault } => {
+                let why =
+                    fault.map_or_else(|| format!("the arm is in mode {mode}"), |f| f.to_string());
                 let summary = format!(
                     "episode {episode} did not start: reset to the start pose failed: {why}"
                 );
                 self.note("runtime", summary.clone(), true);
-                return Ok(Some(self.unstarted_report(episode, summary, status)));
+                let status = self.status();
+                Ok(Some(self.unstarted_report(episode, summary, status)))
+            }
+        }
+    }
+
+    /// Waits for the control thread's answer on `answer`, checking that the thread lives.
+    fn wait_reply<T>(
+        &self,
+        answer: &Receiver<T>,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<T, RunError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match answer.recv_timeout(Duration::from_millis(50)) {
+                Ok(reply) => return Ok(reply),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(gone("control"));
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
             self.check_control_alive()?;
             if Instant::now() > deadline {
                 return Err(RunError::Timeout {
-                    what: "the reset to the start pose",
-                    timeout_s: RESET_TIMEOUT.as_secs_f64(),
-                    mode: status.mode,
+                    what,
+                    timeout_s: timeout.as_secs_f64(),
+                    mode: self.status().mode,
                 });
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -385,7 +353,7 @@ impl Runtime {
             fault: status.last_fault,
             summary,
             final_mode: status.mode,
-            final_state: bridge_state_of(&status, &self.config),
+            final_state: bridge_state_of(&status),
             distances: Vec::new(),
             inference_s: Vec::new(),
             frame_to_command_s: log.frame_to_command_s,
@@ -434,40 +402,37 @@ impl Runtime {
         }
     }
 
-    /// Collects policy steps until the control thread ends the episode.
-    fn drive(&mut self, episode: u64, goal: &GoalImage) -> Result<EpisodeTrace, RunError> {
+    /// Collects policy steps until the control thread answers that the episode ended (or
+    /// never began).
+    fn drive(
+        &mut self,
+        episode: u64,
+        goal: &GoalImage,
+        ended: &Receiver<EpisodeDone>,
+    ) -> Result<(EpisodeTrace, EpisodeDone), RunError> {
         let mut trace = EpisodeTrace {
             goal_model_rgb: goal.model_rgb.clone(),
             size_px: goal.size_px,
             ..EpisodeTrace::default()
         };
-        let begun_by = Instant::now() + Duration::from_secs(5);
         loop {
-            match self.policy_reports.recv_timeout(Duration::from_millis(10)) {
-                Ok(PolicyReport::Step(step)) if step.episode == episode => {
-                    trace.distances.push(step.distance);
-                    trace.inference_s.push(step.inference_s);
-                    trace.observations_model_rgb.push(step.obs_model_rgb);
-                }
-                Ok(PolicyReport::Finished { episode: e, .. }) if e == episode => {
-                    // Let the last step's move finish before holding.
-                    std::thread::sleep(Duration::from_secs_f64(self.config.control.move_time_s));
-                    let _ = self.requests.send(ControlRequest::Complete { episode });
-                }
-                Ok(_) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Err(gone("policy"));
-                }
+            crossbeam_channel::select! {
+                recv(self.policy_reports) -> report => match report {
+                    Ok(PolicyReport::Step(step)) if step.episode == episode => push_step(&mut trace, step),
+                    Ok(PolicyReport::Finished { episode: e, .. }) if e == episode => {
+                        // Let the last step's move finish before holding.
+                        std::thread::sleep(Duration::from_secs_f64(self.config.control.move_time_s));
+                        let _ = self.requests.send(ControlRequest::Complete { episode });
+                    }
+                    Ok(_) => {}
+                    Err(_) => return Err(gone("policy")),
+                },
+                recv(ended) -> outcome => match outcome {
+                    Ok(outcome) => return Ok((trace, outcome)),
+                    Err(_) => return Err(gone("control")),
+                },
+                default(Duration::from_millis(100)) => self.check_control_alive()?,
             }
-            let status = self.status();
-            if status.last_end.is_some_and(|end| end.episode == episode) {
-                return Ok(trace);
-            }
-            if status.episode != episode && Instant::now() > begun_by {
-                // Begin was refused: the operator took over between the reset and the start.
-                return Ok(trace);
-            }
-            self.check_control_alive()?;
         }
     }
 
@@ -478,11 +443,7 @@ impl Runtime {
         let deadline = Instant::now() + GOAL_TIMEOUT;
         loop {
             match self.policy_reports.recv_deadline(deadline) {
-                Ok(PolicyReport::Step(step)) if step.episode == episode => {
-                    trace.distances.push(step.distance);
-                    trace.inference_s.push(step.inference_s);
-                    trace.observations_model_rgb.push(step.obs_model_rgb);
-                }
+                Ok(PolicyReport::Step(step)) if step.episode == episode => push_step(trace, step),
                 Ok(PolicyReport::Stopped {
                     episode: e,
                     steps,
@@ -494,17 +455,17 @@ impl Runtime {
         }
     }
 
+    /// The monitor's log of the episode so far (every message sent before this is in it).
     fn take_episode_log(&self) -> EpisodeLog {
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
-        if self.monitor.send(MonitorMsg::Sync(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(Duration::from_secs(5));
+        let (reply, log) = crossbeam_channel::bounded(1);
+        if self
+            .monitor
+            .send(MonitorMsg::TakeEpisodeLog(reply))
+            .is_err()
+        {
+            return EpisodeLog::default();
         }
-        std::mem::take(
-            &mut *self
-                .episode_log
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        log.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
     }
 
     fn finish_episode(
@@ -512,11 +473,13 @@ impl Runtime {
         episode: u64,
         mut trace: EpisodeTrace,
         stopped: Stopped,
+        outcome: EpisodeDone,
     ) -> Result<EpisodeReport, RunError> {
         let status = self.status();
-        let end_record = status.last_end.filter(|e| e.episode == episode);
-        let end = end_record.map(|e| e.end);
-        let fault = end_record.and_then(|e| e.fault);
+        let (end, fault) = match outcome {
+            EpisodeDone::Ended(record) => (Some(record.end), record.fault),
+            EpisodeDone::NotBegun { .. } => (None, None),
+        };
         let summary = episode_summary(episode, stopped.steps, end, fault.as_ref(), status.mode);
         self.note("runtime", summary.clone(), fault.is_some());
         if let Some(recorder) = &self.recorder {
@@ -543,7 +506,7 @@ impl Runtime {
             fault,
             summary,
             final_mode: status.mode,
-            final_state: bridge_state_of(&status, &self.config),
+            final_state: bridge_state_of(&status),
             distances: trace.distances,
             inference_s: trace.inference_s,
             frame_to_command_s: log.frame_to_command_s,
@@ -630,20 +593,22 @@ impl Runtime {
         Ok(())
     }
 
+    /// Logs why the arm was not parked, as a safety event, and returns it as the error.
+    fn not_parked(&self, text: String) -> RunError {
+        self.note("runtime", text.clone(), true);
+        RunError::NotParked { reason: text }
+    }
+
     fn shutdown(&mut self) -> Result<(), RunError> {
         let mut result = Ok(());
         let status = self.status();
         if self.threads.control.is_some() && status.mode.awaits_operator() {
             // After a fault only the operator moves the arm: leave it holding, torque on.
-            let why = status
-                .last_fault
-                .map_or_else(String::new, |f| format!(" after: {f}"));
-            let text = format!(
-                "not parked: the arm holds where it stopped with torque on ({}{why}); only the operator moves it",
-                status.mode
-            );
-            self.note("runtime", text.clone(), true);
-            result = Err(RunError::NotParked { reason: text });
+            result = Err(self.not_parked(format!(
+                "not parked: the arm holds where it stopped with torque on ({}{}); only the operator moves it",
+                status.mode,
+                fault_suffix(&status, " after: ")
+            )));
         } else if self.threads.control.is_some() {
             let _ = self.requests.send(ControlRequest::Shutdown);
             let deadline = Instant::now() + PARK_TIMEOUT;
@@ -656,15 +621,11 @@ impl Runtime {
                 std::thread::sleep(Duration::from_millis(10));
             };
             if status.mode != Mode::Done && status.mode != Mode::TorqueOff {
-                let why = status
-                    .last_fault
-                    .map_or_else(String::new, |f| format!(": {f}"));
-                let text = format!(
-                    "the arm could not be parked; it is in mode {}{why}",
-                    status.mode
-                );
-                self.note("runtime", text.clone(), true);
-                result = Err(RunError::NotParked { reason: text });
+                result = Err(self.not_parked(format!(
+                    "the arm could not be parked; it is in mode {}{}",
+                    status.mode,
+                    fault_suffix(&status, ": ")
+                )));
             } else {
                 self.note("runtime", format!("stopped in mode {}", status.mode), false);
             }
@@ -723,6 +684,20 @@ struct Stopped {
     recording: Option<PathBuf>,
 }
 
+/// `prefix` and the last fault of `status`, or nothing when there was none.
+fn fault_suffix(status: &ControlStatus, prefix: &str) -> String {
+    status
+        .last_fault
+        .map_or_else(String::new, |f| format!("{prefix}{f}"))
+}
+
+/// One policy step into the episode's trace.
+fn push_step(trace: &mut EpisodeTrace, step: StepRecord) {
+    trace.distances.push(step.distance);
+    trace.inference_s.push(step.inference_s);
+    trace.observations_model_rgb.push(step.obs_model_rgb);
+}
+
 fn gone(thread: &'static str) -> RunError {
     RunError::ThreadGone {
         thread,
@@ -736,17 +711,9 @@ fn session_dir(root: &Path) -> PathBuf {
         .join(clock::folder_timestamp(clock::unix_time_s()))
 }
 
-fn placeholder_status() -> ControlStatus {
-    crate::control::ControlStatus::placeholder(Instant::now())
-}
-
-fn bridge_state_of(status: &ControlStatus, config: &RuntimeConfig) -> [f64; 7] {
+fn bridge_state_of(status: &ControlStatus) -> [f64; 7] {
     let joints: [f64; ARM_JOINTS] = status.state.arm_positions_rad();
-    let gripper = crate::policy_loop::gripper_open_fraction(
-        status.state.positions_rad[ARM_JOINTS],
-        config.control.gripper_closed_rad,
-        config.control.gripper_open_rad,
-    );
+    let gripper = gripper_open_fraction(status.state.positions_rad[ARM_JOINTS]);
     bridge_state(&joints, gripper)
 }
 
@@ -761,7 +728,7 @@ pub fn episode_summary(
     let how = match (end, fault) {
         (_, Some(fault)) => format!("stopped by the safety supervisor: {fault}"),
         (Some(EpisodeEnd::Completed), None) => "completed".to_string(),
-        (Some(end), None) => format!("ended: {}", monitor::describe_end(end)),
+        (Some(end), None) => format!("ended: {}", crate::monitor::describe_end(end)),
         (None, None) => "ended before the policy started".to_string(),
     };
     format!("episode {episode}: {steps} steps, {how}; arm {mode}")

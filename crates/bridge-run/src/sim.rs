@@ -1,8 +1,8 @@
 //! The virtual rig behind `--sim`: a virtual WidowX on a tabletop (protocol-accurate servos on a
 //! pseudo-terminal, driven through the real driver) and the rendered over-the-shoulder camera.
 
-use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
+use widowx_driver::{Arm, DriverConfig};
 use widowx_sim::{SceneHandle, SimConfig, TabletopConfig, VirtualArm};
 use widowx_sim::{SimCamera, SimCameraConfig};
 
@@ -44,7 +44,8 @@ impl SimRig {
 
     /// The real driver connected over the pseudo-terminal, with the virtual arm's reply timeout.
     pub fn connect(&self) -> Result<Arm, RunError> {
-        let driver = widowx_sim::driver_config(DriverConfig::default());
+        let driver =
+            DriverConfig::default().with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S);
         Ok(Arm::connect(
             self.arm.port_path(),
             FirmwareConfig::wx250s(),

@@ -10,9 +10,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use widowx::driver::{Effort, HardwareErrors, JointState, ServoRef};
 use widowx::joints::{ARM_JOINTS, Joint, JointLimits};
 use widowx::kinematics::forward;
+use widowx_driver::{Effort, HardwareErrors, JointState, ServoRef};
 
 use crate::config::{SafetyConfig, WorkspaceConfig};
 use crate::modes::{Mode, Response};
@@ -235,7 +235,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor for an arm whose goals must lie within `joint_limits` (take them from
-    /// `widowx::driver::Arm::joint_limits`, so that no setpoint passed here is refused there).
+    /// `widowx_driver::Arm::joint_limits`, so that no setpoint passed here is refused there).
     pub fn new(
         safety: SafetyConfig,
         workspace: WorkspaceConfig,
@@ -662,7 +662,7 @@ mod tests {
         let hw = Fault::Hardware {
             servo,
             faults: Some(HardwareErrors::from_raw(
-                widowx::driver::HardwareFault::Overload.bit(),
+                widowx_driver::HardwareFault::Overload.bit(),
             )),
         };
         assert_eq!(hw.response(), Response::Park);

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bridge_data::StoredFrame;
 use bridge_data::raw::{RawOptions, RawStep, read_trajectory};
-use bridge_run::recorder::{Recorder, RecorderError, RecorderMsg};
+use bridge_run::messages::RecorderMsg;
+use bridge_run::recorder::{Recorder, RecorderError};
+use widowx::bridge::BridgeAction;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -70,7 +72,7 @@ fn recorded_episode_round_trips_through_the_raw_reader() {
     }));
     for t in 0..5 {
         assert!(tx.try_send(RecorderMsg::Observation(step(t))));
-        assert!(tx.try_send(RecorderMsg::Action(action(t))));
+        assert!(tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(t)))));
     }
     assert!(tx.try_send(RecorderMsg::Observation(step(5))));
     assert!(tx.try_send(RecorderMsg::EndEpisode));
@@ -110,7 +112,7 @@ fn open_episode_loads_after_every_action_as_after_a_crash() {
     });
     for t in 0..3 {
         tx.try_send(RecorderMsg::Observation(step(t)));
-        tx.try_send(RecorderMsg::Action(action(t)));
+        tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(t))));
     }
     tx.try_send(RecorderMsg::Observation(step(3)));
     assert!(recorder.wait_until_written(WAIT));
@@ -137,7 +139,7 @@ fn full_queue_drops_without_blocking_and_truncates_the_episode_consistently() {
     });
     tx.try_send(RecorderMsg::Observation(step(0)));
     assert!(recorder.wait_until_written(WAIT));
-    tx.try_send(RecorderMsg::Action(action(0)));
+    tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(0))));
     tx.try_send(RecorderMsg::Observation(step(1)));
     assert!(recorder.wait_until_written(WAIT));
 
@@ -146,7 +148,8 @@ fn full_queue_drops_without_blocking_and_truncates_the_episode_consistently() {
     let started = Instant::now();
     let mut accepted = 0;
     for t in 1..=SENT as usize / 2 {
-        accepted += u64::from(tx.try_send(RecorderMsg::Action(action(t))));
+        accepted +=
+            u64::from(tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(t)))));
         accepted += u64::from(tx.try_send(RecorderMsg::Observation(step(t + 1))));
     }
     let send_time = started.elapsed();
@@ -196,7 +199,7 @@ fn write_errors_are_reported_and_the_next_episode_still_records() {
         language: None,
     });
     tx.try_send(RecorderMsg::Observation(step(0)));
-    tx.try_send(RecorderMsg::Action(action(0)));
+    tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(0))));
     tx.try_send(RecorderMsg::EndEpisode);
     let good = root.path().join("traj1");
     tx.try_send(RecorderMsg::StartEpisode {
@@ -205,7 +208,7 @@ fn write_errors_are_reported_and_the_next_episode_still_records() {
     });
     for t in 0..2 {
         tx.try_send(RecorderMsg::Observation(step(t)));
-        tx.try_send(RecorderMsg::Action(action(t)));
+        tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(t))));
     }
     tx.try_send(RecorderMsg::Observation(step(2)));
     assert!(recorder.wait_until_written(WAIT));
@@ -246,7 +249,7 @@ fn messages_outside_an_episode_are_skipped_and_existing_recordings_kept() {
         language: None,
     });
     tx.try_send(RecorderMsg::Observation(step(0)));
-    tx.try_send(RecorderMsg::Action(action(0)));
+    tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(0))));
     tx.try_send(RecorderMsg::Observation(step(1)));
     // A second StartEpisode on the same directory closes the first and refuses to overwrite it.
     tx.try_send(RecorderMsg::StartEpisode {

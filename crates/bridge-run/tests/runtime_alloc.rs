@@ -2,7 +2,7 @@
 //! records the allocations made on the thread named `bridge-run-control` during two seconds of
 //! an episode (up to 200 ticks, with reads, writes, policy steps, IK and events), with a backtrace of
 //! each. None is allowed, including on the paths a loaded machine hits: a late or stray servo
-//! reply is recorded as a `widowx::driver::CorruptReply` value, not formatted.
+//! reply is recorded as a `widowx_driver::CorruptReply` value, not formatted.
 
 mod support;
 

@@ -3,11 +3,13 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bridge_run::OperatorCommand;
-use bridge_run::control::ControlStatus;
+use bridge_run::messages::ControlStatus;
+use bridge_run::{OperatorCommand, Runtime, RuntimeConfig};
+
 use bridge_run::mailbox::Mailbox;
 use bridge_run::modes::{EpisodeEnd, Mode, Response};
 use bridge_run::runtime::EpisodeReport;
@@ -54,6 +56,73 @@ fn episode_with_fault(
     (rig, runtime, report)
 }
 
+/// [`episode_with_fault`] on the test config under `dir` with a 15 fps synthetic camera; also
+/// returns the config.
+fn faulty_episode(
+    dir: &Path,
+    policy: ScriptedPolicy,
+    inject: impl FnOnce(&SimRig, &Mailbox<ControlStatus>) + Send,
+) -> (RuntimeConfig, SimRig, Runtime, EpisodeReport) {
+    let config = test_config(dir);
+    let (rig, runtime, report) =
+        episode_with_fault(config.clone(), SyntheticCamera::new(15.0), policy, inject);
+    (config, rig, runtime, report)
+}
+
+/// A constant-step episode under `dir`; once the policy has driven two steps, `fault` happens to
+/// the rig.
+fn arm_fault_episode(
+    dir: &Path,
+    fault: impl FnOnce(&SimRig) + Send,
+) -> (RuntimeConfig, SimRig, Runtime, EpisodeReport) {
+    faulty_episode(dir, ScriptedPolicy::constant(STEP), |rig, watch| {
+        wait_until_driving(watch, 2);
+        fault(rig);
+    })
+}
+
+/// Over 300 ms, none of the first six joints moves by `tolerance_rad` or more.
+fn assert_arm_stays(rig: &SimRig, tolerance_rad: f64) {
+    let before = rig.virtual_arm().joint_positions_rad();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rig.virtual_arm().joint_positions_rad();
+    assert!(
+        (0..6).all(|i| (before[i] - after[i]).abs() < tolerance_rad),
+        "{before:?} {after:?}"
+    );
+}
+
+/// The runtime's shutdown fails (the arm is not parked) with a message holding every one of
+/// `words`.
+fn assert_stop_leaves_unparked(runtime: Runtime, words: &[&str]) {
+    let err = runtime.park_and_stop().unwrap_err().to_string();
+    assert!(words.iter().all(|w| err.contains(w)), "{err}");
+}
+
+/// The episode ended in a fault hold (torque on, the operator decides) caused by `kind`.
+fn assert_fault_hold(report: &EpisodeReport, kind: &str) {
+    assert_eq!(
+        report.end,
+        Some(EpisodeEnd::Fault(Response::Hold)),
+        "{report:#?}"
+    );
+    assert_eq!(report.fault.map(|f| f.kind()), Some(kind));
+    assert_eq!(report.final_mode, Mode::FaultHold);
+}
+
+/// A policy fault of `kind` with nothing injected beside it: the episode under `dir` ends in a
+/// fault hold with torque on.
+fn policy_fault_holds(
+    dir: &Path,
+    policy: ScriptedPolicy,
+    kind: &str,
+) -> (RuntimeConfig, SimRig, Runtime, EpisodeReport) {
+    let (config, rig, runtime, report) = faulty_episode(dir, policy, |_, _| {});
+    assert_fault_hold(&report, kind);
+    assert!(torque_on(&rig, 2));
+    (config, rig, runtime, report)
+}
+
 fn assert_told(report: &EpisodeReport, log: &str, words: &str) {
     assert!(
         report.summary.contains(words),
@@ -83,21 +152,9 @@ fn a_stalled_camera_holds_the_arm() {
             stall.store(true, Ordering::Relaxed);
         },
     );
-    assert_eq!(
-        report.end,
-        Some(EpisodeEnd::Fault(Response::Hold)),
-        "{report:#?}"
-    );
-    assert_eq!(report.fault.map(|f| f.kind()), Some("camera-timeout"));
-    assert_eq!(report.final_mode, Mode::FaultHold);
+    assert_fault_hold(&report, "camera-timeout");
     // Holding: torque on, and the arm stays where it stopped.
-    let before = rig.virtual_arm().joint_positions_rad();
-    std::thread::sleep(Duration::from_millis(300));
-    let after = rig.virtual_arm().joint_positions_rad();
-    assert!(
-        (0..6).all(|i| (before[i] - after[i]).abs() < 0.01),
-        "{before:?} {after:?}"
-    );
+    assert_arm_stays(&rig, 0.01);
     assert!(torque_on(&rig, 4));
     let log = log_text(&config);
     assert_told(&report, &log, "camera stalled");
@@ -108,11 +165,12 @@ fn a_stalled_camera_holds_the_arm() {
     );
     stall.store(false, Ordering::Relaxed);
     // The runtime's own shutdown leaves the arm holding, torque on, and says so.
-    let err = runtime.park_and_stop().unwrap_err().to_string();
-    assert!(
-        err.contains("not parked: the arm holds where it stopped with torque on")
-            && err.contains("camera stalled"),
-        "{err}"
+    assert_stop_leaves_unparked(
+        runtime,
+        &[
+            "not parked: the arm holds where it stopped with torque on",
+            "camera stalled",
+        ],
     );
     assert!(torque_on(&rig, 4));
 }
@@ -120,42 +178,26 @@ fn a_stalled_camera_holds_the_arm() {
 #[test]
 fn a_vanished_port_leaves_the_servos_holding_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    let (rig, runtime, report) = episode_with_fault(
-        config.clone(),
-        SyntheticCamera::new(15.0),
-        ScriptedPolicy::constant(STEP),
-        |rig, watch| {
-            wait_until_driving(watch, 2);
-            rig.virtual_arm().vanish();
-        },
-    );
+    let (config, rig, runtime, report) =
+        arm_fault_episode(dir.path(), |rig| rig.virtual_arm().vanish());
     assert_eq!(report.fault.map(|f| f.kind()), Some("bus-lost"));
     assert_eq!(report.final_mode, Mode::EmergencyHold);
     // The servos keep their last goal with torque on: nothing drops.
     assert!((1..=8).all(|id| torque_on(&rig, id)));
     let log = log_text(&config);
     assert_told(&report, &log, "servo bus lost");
-    let err = runtime.park_and_stop().unwrap_err().to_string();
-    assert!(
-        err.contains("not parked: the arm holds where it stopped") && err.contains("bus lost"),
-        "{err}"
+    assert_stop_leaves_unparked(
+        runtime,
+        &["not parked: the arm holds where it stopped", "bus lost"],
     );
 }
 
 #[test]
 fn a_servo_overload_parks_and_offers_a_reboot() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    let (rig, runtime, report) = episode_with_fault(
-        config.clone(),
-        SyntheticCamera::new(15.0),
-        ScriptedPolicy::constant(STEP),
-        |rig, watch| {
-            wait_until_driving(watch, 2);
-            rig.virtual_arm().inject_overload(8); // wrist_rotate
-        },
-    );
+    let (config, rig, runtime, report) = arm_fault_episode(dir.path(), |rig| {
+        rig.virtual_arm().inject_overload(8); // wrist_rotate
+    });
     assert_eq!(report.end, Some(EpisodeEnd::Fault(Response::Park)));
     let fault = report.fault.unwrap();
     assert_eq!(fault.kind(), "hardware-error");
@@ -197,23 +239,10 @@ fn a_servo_overload_parks_and_offers_a_reboot() {
 #[test]
 fn a_nan_action_holds_the_arm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
     let mut policy = ScriptedPolicy::constant(STEP);
     policy.nan_at = Some(3);
-    let (rig, runtime, report) = episode_with_fault(
-        config.clone(),
-        SyntheticCamera::new(15.0),
-        policy,
-        |_, _| {},
-    );
-    assert_eq!(
-        report.end,
-        Some(EpisodeEnd::Fault(Response::Hold)),
-        "{report:#?}"
-    );
-    assert_eq!(report.fault.map(|f| f.kind()), Some("non-finite-action"));
-    assert_eq!(report.final_mode, Mode::FaultHold);
-    assert!(torque_on(&rig, 2));
+    let (config, _rig, runtime, report) =
+        policy_fault_holds(dir.path(), policy, "non-finite-action");
     let log = log_text(&config);
     assert_told(&report, &log, "non-finite action (component 2");
     // Nothing of the NaN step was recorded: every recorded action is finite.
@@ -233,23 +262,9 @@ fn a_nan_action_holds_the_arm() {
 #[test]
 fn a_policy_too_slow_holds_the_arm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
     let mut policy = ScriptedPolicy::constant(STEP);
     policy.delay = Duration::from_millis(1600);
-    let (rig, runtime, report) = episode_with_fault(
-        config.clone(),
-        SyntheticCamera::new(15.0),
-        policy,
-        |_, _| {},
-    );
-    assert_eq!(
-        report.end,
-        Some(EpisodeEnd::Fault(Response::Hold)),
-        "{report:#?}"
-    );
-    assert_eq!(report.fault.map(|f| f.kind()), Some("policy-timeout"));
-    assert_eq!(report.final_mode, Mode::FaultHold);
-    assert!(torque_on(&rig, 2));
+    let (config, rig, runtime, report) = policy_fault_holds(dir.path(), policy, "policy-timeout");
     assert_told(
         &report,
         &log_text(&config),
@@ -313,11 +328,7 @@ fn after_a_tracking_fault_no_goal_position_changes_until_the_operator_acts() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let err = runtime.park_and_stop().unwrap_err().to_string();
-    assert!(
-        err.contains("not parked") && err.contains("from its setpoint"),
-        "{err}"
-    );
+    assert_stop_leaves_unparked(runtime, &["not parked", "from its setpoint"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(goal_ticks(&rig), held, "the shutdown moved the arm");
     assert!((1..=8).all(|id| torque_on(&rig, id)));

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use bridge_run::control::ControlStatus;
 use bridge_run::mailbox::Mailbox;
+use bridge_run::messages::ControlStatus;
 use bridge_run::modes::{Axis, EpisodeEnd, Mode};
 use bridge_run::runtime::EpisodeReport;
 use bridge_run::sim::SimRig;

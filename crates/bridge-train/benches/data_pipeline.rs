@@ -42,14 +42,7 @@ fn bench_loader(c: &mut Criterion) {
             })) as Arc<dyn TrajectorySource>
         })
         .collect();
-    let settings = CacheSettings {
-        size_px: 64,
-        camera: 0,
-        binarise_gripper: false,
-        recompute_actions: "off".into(),
-        camera_lag: "auto".into(),
-        crop_px: None,
-    };
+    let settings = CacheSettings::whole_frame(64);
     prepare(&sources, dir.path(), &PrepareOptions::new(settings)).expect("prepares");
     let cache = Cache::open(dir.path()).expect("opens");
     let data = cache.dataset().expect("dataset");

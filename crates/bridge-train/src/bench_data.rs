@@ -199,14 +199,7 @@ pub fn write_raw_episodes(root: &Path, episodes: usize, len: usize) -> Result<()
 }
 
 fn settings(size_px: u32) -> CacheSettings {
-    CacheSettings {
-        size_px,
-        camera: 0,
-        binarise_gripper: false,
-        recompute_actions: "off".into(),
-        camera_lag: "auto".into(),
-        crop_px: None,
-    }
+    CacheSettings::whole_frame(size_px)
 }
 
 fn bench_prepare(options: &DataBenchOptions, dir: &Path) -> Result<DataBenchRow, BenchError> {

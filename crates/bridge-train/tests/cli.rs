@@ -3,59 +3,19 @@
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bridge_train::config::RunConfig;
 use bridge_train::fit::{LogRecord, Split};
 use candle_core::Device;
 use mqe::{ActionNorm, Agent, ObsKind};
+use test_support::npy::{f32_bytes, npy};
 
-const SMALL_NETS: [&str; 10] = [
-    "--set",
-    "latent_dim=16",
-    "--set",
-    "mrn_components=2",
-    "--set",
-    "mlp_hidden=[16]",
-    "--set",
-    "actor_hidden=[16]",
-    "--set",
-    "encoder_dim=16",
-];
-
-fn bridge_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bridge-train"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{SMALL_NETS, bridge_train};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// One `.npy` file (format 1.0): header by hand, then little-endian data.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn write_npz(path: &Path, entries: &[(&str, Vec<u8>)]) {

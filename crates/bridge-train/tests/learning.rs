@@ -9,6 +9,10 @@
 //! GCBC is also checked on the one-cell moves the data show, so its failure on the far tasks is
 //! a failure to stitch, not a broken baseline.
 //!
+//! Each method runs with three seeds (a seed draws the segments, the initialisation and the
+//! sampling), and the assertions hold the median: one lucky seed cannot pass the test, and one
+//! unlucky seed cannot fail it.
+//!
 //! Tuning record (success on the far tasks over 40 rollouts; 3000 steps unless noted; width 128,
 //! 2 hidden layers, latent 64 with 4 MRN components, batch 128, actor random-goal share 0.5 as
 //! in OGBench stitch data; a seed changes the segments, the initialisation and the sampling; the
@@ -23,9 +27,9 @@
 //!   (seeds 0-3); 2000 steps 1.00, 1.00, 1.00, 0.88.
 //! - GCBC with the same settings: 0.00 on every seed (3000 steps), while it solves the one-cell
 //!   moves (1.00).
-//! - Chosen: gamma 0.95, lr 1e-3, alpha 0.3, 2500 steps, seed 0. Measured: MQE 1.00, GCBC 0.00
-//!   on the far tasks; both 1.00 on the one-cell moves; 53 s for the whole test on an idle
-//!   2-core machine (84 s when shared with other builds), nearly all of it MQE training.
+//! - Chosen: gamma 0.95, lr 1e-3, alpha 0.3, 2500 steps. With seed 0 alone: MQE 1.00, GCBC 0.00
+//!   on the far tasks; both 1.00 on the one-cell moves; 53 s on an idle 2-core machine. The test
+//!   now runs seeds 0, 1 and 2 and asserts the medians (about three times as long).
 //!
 //! (`cargo run -p bridge-train --example maze_learning -- key=value ...` reruns any of these.)
 
@@ -44,7 +48,10 @@ const ROLLOUTS_PER_TASK: usize = 20;
 const START_JITTER_M: f32 = 0.2;
 const MAX_STEPS: usize = 100;
 
-fn train(data: &Dataset, algo: &str) -> Agent {
+/// Seeds of the runs whose median is asserted.
+const SEEDS: [u64; 3] = [0, 1, 2];
+
+fn train(data: &Dataset, algo: &str, seed: u64) -> Agent {
     let sets = [
         format!("algo={algo}"),
         format!("steps={STEPS}"),
@@ -57,7 +64,7 @@ fn train(data: &Dataset, algo: &str) -> Agent {
         "lr=1e-3".into(),
         "bc_alpha=0.3".into(),
         "actor_random_goal_share=0.5".into(),
-        "seed=0".into(),
+        format!("seed={seed}"),
         "log_interval_steps=500".into(),
     ];
     let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
@@ -74,45 +81,71 @@ fn train(data: &Dataset, algo: &str) -> Agent {
     };
     let outcome = fit(data, None, &config, &options, &Device::Cpu).unwrap();
     for r in &outcome.records {
-        println!("{algo} step {:>5}: {}", r.step, r.summary());
+        println!("{algo} seed {seed} step {:>5}: {}", r.step, r.summary());
     }
     outcome.agent
 }
 
-#[test]
-fn mqe_stitches_segments_that_gcbc_cannot() {
+/// Success rates of one seed: (MQE far, GCBC far, MQE near, GCBC near).
+fn one_seed(seed: u64) -> [f64; 4] {
     let maze = Maze::new();
-    let segments = maze.segments(1000, 10, 0.3, 100);
+    let segments = maze.segments(1000, 10, 0.3, 100 + seed);
     let data = segments.to_dataset().unwrap();
     let far = Maze::far_tasks();
     let near = maze.near_tasks();
     let rate = |agent: &Agent, tasks: &[_], rollouts| {
-        success_rate(&maze, agent, tasks, rollouts, START_JITTER_M, MAX_STEPS, 7).unwrap()
+        success_rate(
+            &maze,
+            agent,
+            tasks,
+            rollouts,
+            START_JITTER_M,
+            MAX_STEPS,
+            7 + seed,
+        )
+        .unwrap()
     };
-
     let start = Instant::now();
-    let mqe = train(&data, "mqe");
+    let mqe = train(&data, "mqe", seed);
     let mqe_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let gcbc = train(&data, "gcbc");
+    let gcbc = train(&data, "gcbc", seed);
     let gcbc_s = start.elapsed().as_secs_f64();
-
-    let (mqe_far, gcbc_far) = (
+    let rates = [
         rate(&mqe, &far, ROLLOUTS_PER_TASK),
         rate(&gcbc, &far, ROLLOUTS_PER_TASK),
-    );
-    let (mqe_near, gcbc_near) = (rate(&mqe, &near, 5), rate(&gcbc, &near, 5));
+        rate(&mqe, &near, 5),
+        rate(&gcbc, &near, 5),
+    ];
     println!(
-        "far tasks: MQE {mqe_far:.3}, GCBC {gcbc_far:.3}; one-cell moves: MQE {mqe_near:.3}, GCBC {gcbc_near:.3}; \
-         training {STEPS} steps: MQE {mqe_s:.1} s, GCBC {gcbc_s:.1} s"
+        "seed {seed}: far tasks MQE {:.3}, GCBC {:.3}; one-cell moves MQE {:.3}, GCBC {:.3}; \
+         training {STEPS} steps: MQE {mqe_s:.1} s, GCBC {gcbc_s:.1} s",
+        rates[0], rates[1], rates[2], rates[3]
+    );
+    rates
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[test]
+fn mqe_stitches_segments_that_gcbc_cannot() {
+    let runs: Vec<[f64; 4]> = SEEDS.iter().map(|&seed| one_seed(seed)).collect();
+    let column = |i: usize| median(runs.iter().map(|r| r[i]).collect());
+    let (mqe_far, gcbc_far, gcbc_near) = (column(0), column(1), column(3));
+    println!(
+        "medians over seeds {SEEDS:?}: far tasks MQE {mqe_far:.3}, GCBC {gcbc_far:.3}; \
+         GCBC one-cell moves {gcbc_near:.3}"
     );
     assert!(
         gcbc_near >= 0.7,
-        "the GCBC baseline must at least do what the data show: {gcbc_near}"
+        "the GCBC baseline must at least do what the data show: median {gcbc_near}"
     );
-    assert!(mqe_far >= 0.8, "MQE far-task success {mqe_far}");
+    assert!(mqe_far >= 0.8, "MQE far-task success, median {mqe_far}");
     assert!(
         mqe_far - gcbc_far >= 0.5,
-        "MQE {mqe_far} vs GCBC {gcbc_far}"
+        "medians: MQE {mqe_far} vs GCBC {gcbc_far}"
     );
 }

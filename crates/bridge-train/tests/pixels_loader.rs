@@ -24,14 +24,7 @@ fn cache(dir: &std::path::Path) -> Cache {
             )) as Arc<dyn TrajectorySource>
         })
         .collect();
-    let settings = CacheSettings {
-        size_px: 12,
-        camera: 0,
-        binarise_gripper: false,
-        recompute_actions: "off".into(),
-        camera_lag: "auto".into(),
-        crop_px: None,
-    };
+    let settings = CacheSettings::whole_frame(12);
     prepare(&sources, dir, &PrepareOptions::new(settings)).unwrap();
     Cache::open(dir).unwrap()
 }

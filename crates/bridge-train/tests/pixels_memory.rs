@@ -83,14 +83,7 @@ fn a_cache_larger_than_the_cap_is_prepared_and_trained_on_within_it() {
             )) as Arc<dyn TrajectorySource>
         })
         .collect();
-    let settings = CacheSettings {
-        size_px: SIZE_PX as u32,
-        camera: 0,
-        binarise_gripper: false,
-        recompute_actions: "off".into(),
-        camera_lag: "auto".into(),
-        crop_px: None,
-    };
+    let settings = CacheSettings::whole_frame(SIZE_PX as u32);
     let options = PrepareOptions {
         jobs: 2,
         ..PrepareOptions::new(settings)

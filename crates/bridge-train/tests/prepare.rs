@@ -80,14 +80,7 @@ fn options() -> PrepareOptions {
         jobs: 2,
         chunk_sources: 2,
         commit_interval_s: 0.0,
-        ..PrepareOptions::new(CacheSettings {
-            size_px: SIZE_PX,
-            camera: 0,
-            binarise_gripper: false,
-            recompute_actions: "off".into(),
-            camera_lag: "auto".into(),
-            crop_px: None,
-        })
+        ..PrepareOptions::new(CacheSettings::whole_frame(SIZE_PX))
     }
 }
 

@@ -4,35 +4,18 @@
 //! normalisation; reruns add only new inputs; corrupt files are skipped and named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bridge_data::cache::Cache;
 use bridge_train::data::action_norm_from_bounds;
 use candle_core::Device;
 use mqe::{Agent, ObsKind};
 
-const SMALL_NETS: [&str; 10] = [
-    "--set",
-    "latent_dim=16",
-    "--set",
-    "mrn_components=2",
-    "--set",
-    "mlp_hidden=[16]",
-    "--set",
-    "actor_hidden=[16]",
-    "--set",
-    "encoder_dim=16",
-];
+mod common;
+use common::{SMALL_NETS, bridge_train};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/fixtures/data")
-}
-
-fn bridge_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bridge-train"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn text(out: &Output) -> String {

@@ -98,9 +98,14 @@ fn truncated_model_file_is_reported_with_its_path() {
     let path = dir.path().join(MODEL_FILE);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Agent::load(dir.path(), &Device::Cpu).err().unwrap();
+    assert_load_fails_as_corrupt(dir.path(), MODEL_FILE);
+}
+
+/// Loading from `dir` fails with a corrupt-file error that names `file`.
+fn assert_load_fails_as_corrupt(dir: &std::path::Path, file: &str) {
+    let err = Agent::load(dir, &Device::Cpu).err().unwrap();
     assert!(matches!(err, MqeError::CorruptFile { .. }), "{err}");
-    assert!(err.to_string().contains(MODEL_FILE), "{err}");
+    assert!(err.to_string().contains(file), "{err}");
 }
 
 #[test]
@@ -111,9 +116,7 @@ fn corrupt_optimizer_file_is_reported_with_its_path() {
         b"\xff\xff\xff\xff not safetensors",
     )
     .unwrap();
-    let err = Agent::load(dir.path(), &Device::Cpu).err().unwrap();
-    assert!(matches!(err, MqeError::CorruptFile { .. }), "{err}");
-    assert!(err.to_string().contains(OPTIMIZER_FILE), "{err}");
+    assert_load_fails_as_corrupt(dir.path(), OPTIMIZER_FILE);
 }
 
 #[test]

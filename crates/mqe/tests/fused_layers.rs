@@ -1,7 +1,10 @@
 //! The fused CPU layer kernels against candle's composed ops (the f64 path), values and
 //! gradients, for ensemble-grouped `[G, N, H]` and plain `[N, H]` inputs.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{max_abs_diff, weighted_sum};
 use mqe::fused::{bias_add, bias_gelu, layer_norm_affine};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -10,21 +13,6 @@ fn rand(shape: &[usize], seed: u64) -> Tensor {
         .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 250.0) - 2.0)
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap();
-    let b = b.to_dtype(DType::F64).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 type Layer = fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>;
@@ -46,10 +34,7 @@ fn check(layer: Layer, x_shape: &[usize], p_shape: &[usize]) {
             vars[2].as_tensor(),
         )
         .unwrap();
-        let loss = (&y * weight.to_dtype(dtype).unwrap())
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let loss = weighted_sum(&y, &weight.to_dtype(dtype).unwrap());
         let grads = loss.backward().unwrap();
         let g: Vec<Tensor> = vars.iter().map(|v| grads.get(v).unwrap().clone()).collect();
         (y, g)
@@ -57,12 +42,12 @@ fn check(layer: Layer, x_shape: &[usize], p_shape: &[usize]) {
     let (y32, g32) = run(DType::F32);
     let (y64, g64) = run(DType::F64);
     assert!(
-        max_diff(&y32, &y64) < 1e-5,
+        max_abs_diff(&y32, &y64) < 1e-5,
         "value differs by {}",
-        max_diff(&y32, &y64)
+        max_abs_diff(&y32, &y64)
     );
     for (i, (a, b)) in g32.iter().zip(&g64).enumerate() {
-        let d = max_diff(a, b);
+        let d = max_abs_diff(a, b);
         assert!(d < 1e-4, "gradient {i} differs by {d}");
     }
 }

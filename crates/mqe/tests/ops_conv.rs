@@ -1,6 +1,9 @@
 //! conv2d_same against candle's own conv2d (f64 reference) and central finite differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{grad_vec, max_abs_diff, weighted_sum, weighted_sum_f64};
 use mqe::ops::conv2d_same;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,21 +26,6 @@ fn reference_conv(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     xp.conv2d(w, 0, 1, 1, 1)
         .unwrap()
         .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap();
-    let b = b.to_dtype(DType::F64).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
         .unwrap()
 }
 
@@ -74,19 +62,13 @@ fn gradients_match_f64_candle_reference_for_input_weight_and_bias() {
         let w = Var::from_tensor(&random(&mut rng, wd)).unwrap();
         let b = Var::from_tensor(&random(&mut rng, &[wd[0]])).unwrap();
         let r = random(&mut rng, &[xd[0], wd[0], xd[2], xd[3]]);
-        let loss = (conv2d_same(&x, &w, &b).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let loss = weighted_sum(&conv2d_same(&x, &w, &b).unwrap(), &r);
         let grads = loss.backward().unwrap();
 
         let to64 = |t: &Tensor| Var::from_tensor(&t.to_dtype(DType::F64).unwrap()).unwrap();
         let (x64, w64, b64) = (to64(&x), to64(&w), to64(&b));
         let r64 = r.to_dtype(DType::F64).unwrap();
-        let loss64 = (reference_conv(&x64, &w64, &b64) * r64)
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let loss64 = weighted_sum(&reference_conv(&x64, &w64, &b64), &r64);
         let grads64 = loss64.backward().unwrap();
         for (name, ours, theirs) in [("x", &x, &x64), ("w", &w, &w64), ("b", &b, &b64)] {
             let g = grads
@@ -110,27 +92,14 @@ fn gradients_match_central_differences() {
     let w = Var::from_tensor(&random(&mut rng, &wd)).unwrap();
     let b = Var::from_tensor(&random(&mut rng, &[wd[0]])).unwrap();
     let r = random(&mut rng, &[xd[0], wd[0], xd[2], xd[3]]);
-    let loss_of = |x: &Tensor, w: &Tensor, b: &Tensor| -> f64 {
-        let y = conv2d_same(x, w, b).unwrap();
-        f64::from(
-            (y * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
-        )
-    };
-    let grads = loss_of_tensor(&x, &w, &b, &r).backward().unwrap();
+    let loss_of =
+        |x: &Tensor, w: &Tensor, b: &Tensor| weighted_sum_f64(&conv2d_same(x, w, b).unwrap(), &r);
+    let grads = weighted_sum(&conv2d_same(&x, &w, &b).unwrap(), &r)
+        .backward()
+        .unwrap();
     let inputs = [x.as_tensor(), w.as_tensor(), b.as_tensor()];
     for which in 0..3 {
-        let analytic: Vec<f32> = grads
-            .get(inputs[which])
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let analytic = grad_vec(&grads, inputs[which]);
         let base: Vec<f32> = inputs[which].flatten_all().unwrap().to_vec1().unwrap();
         for _ in 0..12 {
             let k = rng.random_range(0..base.len());
@@ -155,13 +124,6 @@ fn gradients_match_central_differences() {
             );
         }
     }
-}
-
-fn loss_of_tensor(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> Tensor {
-    (conv2d_same(x, w, b).unwrap() * r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
 }
 
 #[test]

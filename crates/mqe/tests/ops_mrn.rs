@@ -1,7 +1,10 @@
 //! mrn_pairwise / mrn_matched against an f64 plain-loop reference, finite differences, the candle
 //! composition, and quasimetric properties (proptest).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{assert_central_differences, grad_vec, max_abs_diff, weighted_sum};
 use mqe::ops::{mrn_distance_broadcast, mrn_matched, mrn_pairwise};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -110,67 +113,28 @@ fn pairwise_gradients_match_central_differences() {
     let x = Var::from_vec(xv.clone(), (e, b, d), &Device::Cpu).unwrap();
     let y = Var::from_vec(yv.clone(), (e, m, d), &Device::Cpu).unwrap();
     let r = Tensor::from_vec(rv.clone(), (e, b, m), &Device::Cpu).unwrap();
-    let loss = (mrn_pairwise(&x, &y, comps).unwrap() * r)
-        .unwrap()
-        .sum_all()
+    let grads = weighted_sum(&mrn_pairwise(&x, &y, comps).unwrap(), &r)
+        .backward()
         .unwrap();
-    let grads = loss.backward().unwrap();
-    let dx: Vec<f32> = grads
-        .get(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let dy: Vec<f32> = grads
-        .get(&y)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (dx, dy) = (grad_vec(&grads, &x), grad_vec(&grads, &y));
     let (x64, y64, r64) = (to_f64(&xv), to_f64(&yv), to_f64(&rv));
-    let eps = 1e-6;
     let sizes = (e, b, m, d);
-    for k in 0..x64.len() {
-        let (mut plus, mut minus) = (x64.clone(), x64.clone());
-        plus[k] += eps;
-        minus[k] -= eps;
-        let numeric = (reference_pairwise_loss(&plus, &y64, &r64, sizes, comps)
-            - reference_pairwise_loss(&minus, &y64, &r64, sizes, comps))
-            / (2.0 * eps);
-        assert!(
-            (numeric - f64::from(dx[k])).abs() < 1e-4,
-            "dx[{k}]: {numeric} vs {}",
-            dx[k]
-        );
-    }
-    for k in 0..y64.len() {
-        let (mut plus, mut minus) = (y64.clone(), y64.clone());
-        plus[k] += eps;
-        minus[k] -= eps;
-        let numeric = (reference_pairwise_loss(&x64, &plus, &r64, sizes, comps)
-            - reference_pairwise_loss(&x64, &minus, &r64, sizes, comps))
-            / (2.0 * eps);
-        assert!(
-            (numeric - f64::from(dy[k])).abs() < 1e-4,
-            "dy[{k}]: {numeric} vs {}",
-            dy[k]
-        );
-    }
+    check_gradient("dx", &dx, &x64, |x| {
+        reference_pairwise_loss(x, &y64, &r64, sizes, comps)
+    });
+    check_gradient("dy", &dy, &y64, |y| {
+        reference_pairwise_loss(&x64, y, &r64, sizes, comps)
+    });
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+/// Every coordinate of the gradient `analytic` against central differences (step 1e-6) of the
+/// f64 `loss` around `at`, to 1e-4.
+fn check_gradient(name: &str, analytic: &[f32], at: &[f64], loss: impl Fn(&[f64]) -> f64) {
+    assert_central_differences(name, analytic, at.len(), (1e-6, 1e-4), |k, delta| {
+        let mut moved = at.to_vec();
+        moved[k] += delta;
+        loss(&moved)
+    });
 }
 
 /// At the real size (D = 512, 8 components) the fused gradients equal candle's autograd through
@@ -182,20 +146,12 @@ fn pairwise_gradients_match_candle_autograd_at_full_size() {
     let x = Var::from_vec(random_vec(&mut rng, e * b * d), (e, b, d), &Device::Cpu).unwrap();
     let y = Var::from_vec(random_vec(&mut rng, e * m * d), (e, m, d), &Device::Cpu).unwrap();
     let r = Tensor::from_vec(random_vec(&mut rng, e * b * m), (e, b, m), &Device::Cpu).unwrap();
-    let fused = (mrn_pairwise(&x, &y, 8).unwrap() * &r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
+    let fused = weighted_sum(&mrn_pairwise(&x, &y, 8).unwrap(), &r)
         .backward()
         .unwrap();
     let naive_d =
         mrn_distance_broadcast(&x.unsqueeze(2).unwrap(), &y.unsqueeze(1).unwrap(), 8).unwrap();
-    let naive = (naive_d * &r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let naive = weighted_sum(&naive_d, &r).backward().unwrap();
     assert!(max_abs_diff(fused.get(&x).unwrap(), naive.get(&x).unwrap()) < 1e-5);
     assert!(max_abs_diff(fused.get(&y).unwrap(), naive.get(&y).unwrap()) < 1e-5);
 }
@@ -244,34 +200,10 @@ fn matched_matches_reference_and_gradients() {
         assert!((f64::from(got[k]) - want).abs() < 1e-6);
     }
     let r = Tensor::from_vec(rv, (rows, cols), &Device::Cpu).unwrap();
-    let grads = (out * r).unwrap().sum_all().unwrap().backward().unwrap();
-    let dx: Vec<f32> = grads
-        .get(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let dy: Vec<f32> = grads
-        .get(&y)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let eps = 1e-6;
-    for k in 0..x64.len() {
-        let (mut p, mut n) = (x64.clone(), x64.clone());
-        p[k] += eps;
-        n[k] -= eps;
-        let numeric = (loss64(&p, &y64) - loss64(&n, &y64)) / (2.0 * eps);
-        assert!((numeric - f64::from(dx[k])).abs() < 1e-4, "dx[{k}]");
-        let (mut p, mut n) = (y64.clone(), y64.clone());
-        p[k] += eps;
-        n[k] -= eps;
-        let numeric = (loss64(&x64, &p) - loss64(&x64, &n)) / (2.0 * eps);
-        assert!((numeric - f64::from(dy[k])).abs() < 1e-4, "dy[{k}]");
-    }
+    let grads = weighted_sum(&out, &r).backward().unwrap();
+    let (dx, dy) = (grad_vec(&grads, &x), grad_vec(&grads, &y));
+    check_gradient("dx", &dx, &x64, |x| loss64(x, &y64));
+    check_gradient("dy", &dy, &y64, |y| loss64(&x64, y));
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! max_pool_3x3_s2_same against a plain-loop TensorFlow "SAME" reference and finite differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{assert_central_differences, grad_of, weighted_sum, weighted_sum_f64};
 use mqe::ops::max_pool_3x3_s2_same;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -61,18 +64,26 @@ const SHAPES: &[[usize; 4]] = &[
     [2, 4, 64, 64],
 ];
 
-#[test]
-fn forward_matches_plain_loop_reference() {
-    let mut rng = StdRng::seed_from_u64(11);
+/// Calls `body` with the random source, the dims and distinct data of every shape in SHAPES, in
+/// order, all drawn from one source seeded with `seed`.
+fn for_each_shape(seed: u64, mut body: impl FnMut(&mut StdRng, [usize; 4], Vec<f32>)) {
+    let mut rng = StdRng::seed_from_u64(seed);
     for &dims in SHAPES {
         let data = distinct(&mut rng, &dims);
+        body(&mut rng, dims, data);
+    }
+}
+
+#[test]
+fn forward_matches_plain_loop_reference() {
+    for_each_shape(11, |_, dims, data| {
         let x = Tensor::from_vec(data.clone(), &dims, &Device::Cpu).unwrap();
         let y = max_pool_3x3_s2_same(&x).unwrap();
         let (want, _, out_dims) = reference(&data, dims);
         assert_eq!(y.dims(), &out_dims);
         let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(got, want, "{dims:?}");
-    }
+    });
 }
 
 #[test]
@@ -83,28 +94,14 @@ fn output_sizes_are_ceil_of_half() {
 
 #[test]
 fn backward_sends_gradient_to_argmax() {
-    let mut rng = StdRng::seed_from_u64(12);
-    for &dims in SHAPES {
-        let data = distinct(&mut rng, &dims);
+    for_each_shape(12, |rng, dims, data| {
         let x = Var::from_vec(data.clone(), &dims, &Device::Cpu).unwrap();
         let (_, args, out_dims) = reference(&data, dims);
         let r: Vec<f32> = (0..args.len())
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
         let r_t = Tensor::from_vec(r.clone(), &out_dims, &Device::Cpu).unwrap();
-        let loss = (max_pool_3x3_s2_same(&x).unwrap() * r_t)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let grad: Vec<f32> = loss
-            .backward()
-            .unwrap()
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let grad = grad_of(&weighted_sum(&max_pool_3x3_s2_same(&x).unwrap(), &r_t), &x);
         let mut want = vec![0f32; data.len()];
         for (arg, g) in args.iter().zip(&r) {
             want[*arg] += g;
@@ -112,7 +109,7 @@ fn backward_sends_gradient_to_argmax() {
         for (k, (g, w)) in grad.iter().zip(&want).enumerate() {
             assert!((g - w).abs() < 1e-5, "{dims:?} coord {k}: {g} vs {w}");
         }
-    }
+    });
 }
 
 #[test]
@@ -127,45 +124,15 @@ fn backward_matches_central_differences() {
         let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         Tensor::from_vec(v, y.dims(), &Device::Cpu).unwrap()
     };
-    let loss = |t: &Tensor| -> f64 {
-        let y = max_pool_3x3_s2_same(t).unwrap();
-        f64::from(
-            (y * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap(),
-        )
-    };
-    let grad: Vec<f32> = {
-        let l = (max_pool_3x3_s2_same(&x).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        l.backward()
-            .unwrap()
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let eps = 1e-3f32;
-    for k in 0..data.len() {
-        let shifted = |delta: f32| {
-            let mut v = data.clone();
-            v[k] += delta;
-            loss(&Tensor::from_vec(v, &dims, &Device::Cpu).unwrap())
-        };
-        let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * f64::from(eps));
-        assert!(
-            (numeric - f64::from(grad[k])).abs() < 1e-2,
-            "coord {k}: {numeric} vs {}",
-            grad[k]
-        );
-    }
+    let loss = |t: &Tensor| weighted_sum_f64(&max_pool_3x3_s2_same(t).unwrap(), &r);
+    let grad = grad_of(&weighted_sum(&max_pool_3x3_s2_same(&x).unwrap(), &r), &x);
+    // The step is the f32 value 1e-3, applied to the f32 data.
+    let eps = f64::from(1e-3f32);
+    assert_central_differences("coord", &grad, data.len(), (eps, 1e-2), |k, delta| {
+        let mut v = data.clone();
+        v[k] += delta as f32;
+        loss(&Tensor::from_vec(v, &dims, &Device::Cpu).unwrap())
+    });
 }
 
 #[test]

@@ -276,18 +276,19 @@ fn compare_agents(model: ModelConfig, batches: &[Batch]) {
 
 #[test]
 fn state_mqe_steps_agree_on_both_paths() {
-    let batches: Vec<_> = (0..3)
-        .map(|s| common::state_batch(6, 10 + s, &Device::Cpu))
-        .collect();
-    compare_agents(state_model(Algo::Mqe), &batches);
+    compare_agents(state_model(Algo::Mqe), &state_batches(10));
+}
+
+/// Three state batches of 6, seeded `first`, `first + 1` and `first + 2`.
+fn state_batches(first: u64) -> Vec<Batch> {
+    (0..3)
+        .map(|s| common::state_batch(6, first + s, &Device::Cpu))
+        .collect()
 }
 
 #[test]
 fn state_gcbc_steps_agree_on_both_paths() {
-    let batches: Vec<_> = (0..3)
-        .map(|s| common::state_batch(6, 20 + s, &Device::Cpu))
-        .collect();
-    compare_agents(state_model(Algo::Gcbc), &batches);
+    compare_agents(state_model(Algo::Gcbc), &state_batches(20));
 }
 
 #[test]

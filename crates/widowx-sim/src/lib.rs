@@ -69,14 +69,6 @@ pub use crate::world::{BlockState, Scene};
 /// tight default.
 pub const DRIVER_REPLY_TIMEOUT_S: f64 = 0.25;
 
-/// `driver` with its reply timeout raised to [`DRIVER_REPLY_TIMEOUT_S`] for the virtual arm.
-pub fn driver_config(driver: widowx::driver::DriverConfig) -> widowx::driver::DriverConfig {
-    widowx::driver::DriverConfig {
-        reply_timeout_s: driver.reply_timeout_s.max(DRIVER_REPLY_TIMEOUT_S),
-        ..driver
-    }
-}
-
 /// How long [`VirtualArm::vanish`] waits for the server thread to close the port.
 const VANISH_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use widowx::bridge::START_XYZ_M;
 
 use crate::render::RenderStyle;
 use crate::server::Shared;
@@ -34,9 +35,7 @@ pub const BLOCK_AREA_M: (f64, f64, f64, f64) = (0.17, 0.40, -0.11, 0.21);
 /// Bridge's box, at heights where the open pads clear the blocks. Play data wanders here, and
 /// evaluation goals show the arm somewhere in it ([`random_arm_xyz_m`]).
 pub const ARM_AREA_M: ([f64; 3], [f64; 3]) = ([0.15, -0.12, 0.07], [0.40, 0.22, 0.20]);
-/// Bridge's reset pose of the gripper (pointing down, zero rotation), m.
-pub const BRIDGE_RESET_XYZ_M: [f64; 3] = [0.3, 0.0, 0.15];
-/// Share of [`random_arm_xyz_m`] draws near [`BRIDGE_RESET_XYZ_M`]: play episodes often go back
+/// Share of [`random_arm_xyz_m`] draws near [`START_XYZ_M`] (Bridge's start pose): play episodes often go back
 /// to rest, so goal images with the arm at rest are among the data's futures.
 pub const REST_SHARE: f64 = 0.3;
 /// How far a "near rest" draw is from the reset pose at most, per axis, m.
@@ -48,7 +47,7 @@ const REST_SPREAD_M: [f64; 3] = [0.02, 0.02, 0.01];
 pub fn random_arm_xyz_m(rng: &mut StdRng) -> [f64; 3] {
     if rng.random_bool(REST_SHARE) {
         return std::array::from_fn(|axis| {
-            BRIDGE_RESET_XYZ_M[axis] + rng.random_range(-REST_SPREAD_M[axis]..REST_SPREAD_M[axis])
+            START_XYZ_M[axis] + rng.random_range(-REST_SPREAD_M[axis]..REST_SPREAD_M[axis])
         });
     }
     let (min, max) = ARM_AREA_M;
@@ -167,32 +166,40 @@ fn check_blocks(blocks: &[BlockSpec]) -> Result<(), SimError> {
 /// Start positions in [`BLOCK_AREA_M`], at least [`MIN_BLOCK_SPACING_M`] apart (best effort
 /// after many draws), one per block.
 pub fn random_block_positions(blocks: &[BlockSpec], rng: &mut StdRng) -> Vec<[f64; 2]> {
-    let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
     let mut positions: Vec<[f64; 2]> = Vec::with_capacity(blocks.len());
     for _ in blocks {
-        let mut best = [x_min, y_min];
-        let mut best_clearance = f64::NEG_INFINITY;
-        for _ in 0..200 {
-            let candidate = [
-                rng.random_range(x_min..x_max),
-                rng.random_range(y_min..y_max),
-            ];
-            let clearance = positions
-                .iter()
-                .map(|p| (p[0] - candidate[0]).hypot(p[1] - candidate[1]))
-                .fold(f64::INFINITY, f64::min);
-            if clearance >= MIN_BLOCK_SPACING_M {
-                best = candidate;
-                break;
-            }
-            if clearance > best_clearance {
-                best = candidate;
-                best_clearance = clearance;
-            }
-        }
-        positions.push(best);
+        let spot = free_spot(&positions, 200, rng);
+        positions.push(spot);
     }
     positions
+}
+
+/// A random spot in [`BLOCK_AREA_M`] at least [`MIN_BLOCK_SPACING_M`] from every point of
+/// `occupied` (block centres, and any place a block must not land on): the first of at most
+/// `attempts` draws that is clear, else the clearest one drawn. The one block-placement search:
+/// scene set-up, evaluation tasks and the play collector all use it.
+pub fn free_spot(occupied: &[[f64; 2]], attempts: usize, rng: &mut StdRng) -> [f64; 2] {
+    let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
+    let mut best = [x_min, y_min];
+    let mut best_clearance = f64::NEG_INFINITY;
+    for _ in 0..attempts {
+        let candidate = [
+            rng.random_range(x_min..x_max),
+            rng.random_range(y_min..y_max),
+        ];
+        let clearance = occupied
+            .iter()
+            .map(|p| (p[0] - candidate[0]).hypot(p[1] - candidate[1]))
+            .fold(f64::INFINITY, f64::min);
+        if clearance >= MIN_BLOCK_SPACING_M {
+            return candidate;
+        }
+        if clearance > best_clearance {
+            best = candidate;
+            best_clearance = clearance;
+        }
+    }
+    best
 }
 
 /// The world, when it was last stepped, and how often each block has been grasped.

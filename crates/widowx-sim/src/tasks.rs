@@ -52,18 +52,16 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
+use widowx::bridge::bridge_target_pose;
+use widowx::kinematics::{IkConfig, inverse};
 
 use crate::render::Renderer;
-use crate::tabletop::{
-    ARM_AREA_M, BLOCK_AREA_M, BlockSpec, MIN_BLOCK_SPACING_M, random_arm_xyz_m,
-    random_block_positions,
-};
+use crate::tabletop::{ARM_AREA_M, BlockSpec, random_arm_xyz_m, random_block_positions};
 use crate::world::{Scene, TABLE_Z_M, World};
+use widowx::bridge::START_XYZ_M;
 
 /// A block counts as at its goal within this distance (between centres), m.
 pub const SUCCESS_TOLERANCE_M: f64 = 0.03;
-pub use crate::tabletop::BRIDGE_RESET_XYZ_M;
 /// The gripper servo angle of an open gripper (its open stop), rad.
 pub const GRIPPER_OPEN_RAD: f64 = crate::dynamics::GRIPPER_STOPS_RAD.1;
 /// The gripper servo angle of a closed, empty gripper (its closed stop), rad.
@@ -73,8 +71,6 @@ pub const GRIPPER_CLOSED_RAD: f64 = crate::dynamics::GRIPPER_STOPS_RAD.0;
 pub const ARM_TOLERANCE_M: f64 = 0.03;
 /// A reach goal this far from the start pose or farther is "far", m.
 pub const FAR_REACH_M: f64 = 0.15;
-/// The start pose of the gripper in evaluation (bridge-run's default `workspace.start_xyz_m`).
-const START_XYZ_M: [f64; 3] = BRIDGE_RESET_XYZ_M;
 
 /// What a task asks for; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -263,7 +259,8 @@ impl TaskSpec {
                     .map(|i| (at[i] - goal[i]).powi(2))
                     .sum::<f64>()
                     .sqrt();
-                let open = crate::world::gripper_open_fraction(scene.finger_position_m()) > 0.5;
+                let open = widowx::bridge::open_fraction_of_finger_m(scene.finger_position_m())
+                    >= widowx::bridge::GRIPPER_CLOSE_BELOW;
                 (Some(error_m), Some(open == self.gripper_open_at_goal()))
             }
             _ => (None, None),
@@ -404,7 +401,7 @@ impl TaskFile {
         };
         let file = TaskFile {
             blocks,
-            goal_ee_xyz_m: parsed.goal_ee_xyz_m.unwrap_or(BRIDGE_RESET_XYZ_M),
+            goal_ee_xyz_m: parsed.goal_ee_xyz_m.unwrap_or(START_XYZ_M),
             default_task: parsed.default_task,
             tasks: parsed.tasks,
         };
@@ -526,7 +523,7 @@ impl TaskFile {
     /// deterministic for `seed`. Every goal image shows the arm at a pose drawn by
     /// [`random_arm_xyz_m`] (where play episodes pause and end). Reach goals are
     /// near (under [`FAR_REACH_M`] from the start pose; the first one) and far (the others); block goals are at least
-    /// [`MIN_BLOCK_SPACING_M`] from every other block and at least 8 cm from where the moved
+    /// [`crate::tabletop::MIN_BLOCK_SPACING_M`] from every other block and at least 8 cm from where the moved
     /// block started.
     pub fn generate(blocks: Vec<BlockSpec>, seed: u64, counts: TierCounts) -> TaskFile {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -539,7 +536,7 @@ impl TaskFile {
             .collect();
         TaskFile {
             blocks,
-            goal_ee_xyz_m: BRIDGE_RESET_XYZ_M,
+            goal_ee_xyz_m: START_XYZ_M,
             default_task: None,
             tasks,
         }
@@ -617,30 +614,14 @@ fn reach_goal_xyz_m(far: bool, rng: &mut StdRng) -> [f64; 3] {
 
 /// A spot in the block area clear of every other block and away from `from`.
 fn free_spot(positions: &[[f64; 2]], from: &[f64; 2], moving: usize, rng: &mut StdRng) -> [f64; 2] {
-    let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
-    let mut best = *from;
-    let mut best_clearance = f64::NEG_INFINITY;
-    for _ in 0..500 {
-        let candidate = [
-            rng.random_range(x_min..x_max),
-            rng.random_range(y_min..y_max),
-        ];
-        let clearance = positions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != moving)
-            .map(|(_, p)| distance_2d(p, &candidate))
-            .fold(f64::INFINITY, f64::min)
-            .min(distance_2d(from, &candidate));
-        if clearance >= MIN_BLOCK_SPACING_M {
-            return candidate;
-        }
-        if clearance > best_clearance {
-            best = candidate;
-            best_clearance = clearance;
-        }
-    }
-    best
+    let occupied: Vec<[f64; 2]> = positions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != moving)
+        .map(|(_, p)| *p)
+        .chain(std::iter::once(*from))
+        .collect();
+    crate::tabletop::free_spot(&occupied, 500, rng)
 }
 
 /// Joints with the gripper pointing down at `xyz_m`, open.

@@ -28,15 +28,10 @@ use widowx::joints::{ARM_JOINTS, Joint};
 use widowx::kinematics::forward;
 use widowx::pose::{IDENTITY_ROTATION, Pose, Rotation, rot_z};
 
+use widowx::bridge::finger_position_m;
+
 use crate::dynamics::GRIPPER_STOPS_RAD;
 
-/// Radius of the gripper servo's horn (Interbotix `horn_radius`), m.
-pub const GRIPPER_HORN_RADIUS_M: f64 = 0.014;
-/// Length of the link from the horn to a finger (Interbotix `arm_length`), m.
-pub const GRIPPER_ARM_LENGTH_M: f64 = 0.024;
-/// Finger positions of the Bridge gripper state: `(position - CLOSED) / (OPEN - CLOSED)`.
-pub const BRIDGE_FINGER_CLOSED_M: f64 = 0.010;
-pub const BRIDGE_FINGER_OPEN_M: f64 = 0.035;
 /// The gap may exceed the block's width by this much when the grasp takes hold, m.
 pub const GRASP_MARGIN_M: f64 = 0.001;
 /// A held block drops once the gap is this much wider than the block, m.
@@ -51,24 +46,6 @@ const MIN_PAD_OVERLAP_FRACTION: f64 = 0.4;
 pub const TABLE_Z_M: f64 = 0.0;
 /// The table top, `(x_min, x_max, y_min, y_max)` in `base_link`, m.
 pub const TABLE_EXTENT_M: (f64, f64, f64, f64) = (-0.25, 0.75, -0.55, 0.55);
-
-/// Distance of each finger's pad from the gripper's centre plane for a gripper servo angle:
-/// the crank linkage `r sin(theta) + sqrt(L^2 - (r cos(theta))^2)`. About 0.011 m at the
-/// closed stop (-0.9 rad) and 0.033 m at the open stop (+0.9 rad).
-pub fn finger_position_m(gripper_rad: f64) -> f64 {
-    let (sin, cos) = gripper_rad.sin_cos();
-    let across = GRIPPER_HORN_RADIUS_M * cos;
-    GRIPPER_HORN_RADIUS_M * sin
-        + (GRIPPER_ARM_LENGTH_M.powi(2) - across * across)
-            .max(0.0)
-            .sqrt()
-}
-
-/// The Bridge gripper state (1 = open, 0 = closed) of a finger position, clamped to `0..=1`.
-pub fn gripper_open_fraction(finger_position_m: f64) -> f64 {
-    ((finger_position_m - BRIDGE_FINGER_CLOSED_M) / (BRIDGE_FINGER_OPEN_M - BRIDGE_FINGER_CLOSED_M))
-        .clamp(0.0, 1.0)
-}
 
 /// One block as it is now.
 #[derive(Debug, Clone, PartialEq)]
@@ -355,7 +332,8 @@ fn check_on_table(name: &str, xy_m: [f64; 2]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
+    use widowx::bridge::bridge_target_pose;
+    use widowx::kinematics::{IkConfig, inverse};
 
     const SIZE_M: f64 = 0.032;
 
@@ -383,17 +361,6 @@ mod tests {
         (0..=90)
             .filter_map(|i| world.step(&joints_at(xyz_m, 0.9 - 0.02 * f64::from(i))))
             .collect()
-    }
-
-    #[test]
-    fn finger_linkage_spans_the_bridge_range() {
-        let closed = finger_position_m(-0.9);
-        let open = finger_position_m(0.9);
-        assert!((0.010..0.013).contains(&closed), "{closed}");
-        assert!((0.032..0.035).contains(&open), "{open}");
-        assert!(finger_position_m(0.0) > closed && finger_position_m(0.0) < open);
-        assert_eq!(gripper_open_fraction(0.0), 0.0);
-        assert_eq!(gripper_open_fraction(1.0), 1.0);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use image::imageops::{self, FilterType};
 use image::{ImageBuffer, Rgb, RgbImage};
-use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
+use widowx::bridge::bridge_target_pose;
+use widowx::kinematics::{IkConfig, inverse};
 use widowx_sim::render::{CameraModel, RenderStyle, Renderer};
 use widowx_sim::tabletop::BlockSpec;
 use widowx_sim::world::Scene;

@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use widowx::driver::{Arm, DriverConfig};
+use widowx::bridge::bridge_target_pose;
 use widowx::firmware::FirmwareConfig;
 use widowx::joints::ARM_JOINTS;
-use widowx::kinematics::{IkConfig, bridge_target_pose, inverse};
+use widowx::kinematics::{IkConfig, inverse};
+use widowx_driver::{Arm, DriverConfig};
 use widowx_sim::render::CameraModel;
 use widowx_sim::render::Renderer;
 use widowx_sim::tabletop::DEFAULT_BLOCK_SIZE_M;
@@ -25,7 +26,8 @@ fn spawn(positions: &[[f64; 2]], seed: u64) -> (VirtualArm, SceneHandle) {
 }
 
 fn connect(sim: &VirtualArm) -> Arm {
-    let driver = widowx_sim::driver_config(DriverConfig::default());
+    let driver =
+        DriverConfig::default().with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S);
     let mut arm = Arm::connect(sim.port_path(), FirmwareConfig::wx250s(), driver).expect("connect");
     arm.set_torque(true, None).expect("torque on");
     arm.set_gripper_pressure(1.0).expect("pressure");

@@ -13,8 +13,8 @@ use widowx::joints::{ARM_JOINT_LIMITS, ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD};
 use widowx::kinematics::{IkConfig, forward, inverse};
 use widowx::pose::Pose;
 
-const WORKSPACE_MIN_M: [f64; 3] = [0.10, -0.15, -0.01];
-const WORKSPACE_MAX_M: [f64; 3] = [0.45, 0.25, 0.25];
+const WORKSPACE_MIN_M: [f64; 3] = widowx::bridge::WorkspaceBox::BRIDGE_EVAL.min_m;
+const WORKSPACE_MAX_M: [f64; 3] = widowx::bridge::WorkspaceBox::BRIDGE_EVAL.max_m;
 const TARGETS: usize = 2_000;
 
 /// Reachable targets in the Bridge workspace box with the gripper within 60 deg of pointing down

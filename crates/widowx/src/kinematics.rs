@@ -26,7 +26,7 @@ use std::f64::consts::PI;
 use crate::joints::{ARM_JOINT_LIMITS, ARM_JOINTS};
 use crate::pose::{
     IDENTITY_ROTATION, Pose, Rotation, Twist, cross, mat3_mul, mat3_transpose, norm3, rot_y, rot_z,
-    rotation_from_rpy, rpy_from_rotation, se3_exp, so3_log,
+    se3_exp, so3_log,
 };
 
 /// Pose of `ee_gripper_link` in `base_link` with every joint at zero.
@@ -548,51 +548,9 @@ impl SplitMix64 {
     }
 }
 
-/// The Bridge "gripper pointing down" rotation Ry(+pi/2), written out exactly: `ee_gripper_link`'s
-/// x axis (the direction the fingers point) along -z of `base_link`. Bridge orientations are
-/// relative to it: `R_ee = R_rpy * GRIPPER_DOWN_ROTATION` (the Bridge stack's `default_rot`).
-pub const GRIPPER_DOWN_ROTATION: Rotation = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]];
-
-/// The Bridge state `[x, y, z, roll, pitch, yaw, gripper]` for the given arm joints:
-/// position of `ee_gripper_link` in `base_link` (m), then the roll-pitch-yaw angles
-/// (R = Rz(yaw) * Ry(pitch) * Rx(roll)) of `R_ee * Ry(pi/2)^T`, i.e. the orientation relative to
-/// the gripper pointing down, then `gripper_open_fraction` (1 = open) as given.
-/// This is what the Bridge stack records: `mat2euler(R_ee @ default_rot.T)` with
-/// `default_rot = [[0,0,1],[0,1,0],[-1,0,0]]` = Ry(+pi/2).
-pub fn bridge_state(joints_rad: &[f64; ARM_JOINTS], gripper_open_fraction: f64) -> [f64; 7] {
-    let (position_m, rpy_rad) = bridge_xyz_rpy(&forward(joints_rad));
-    [
-        position_m[0],
-        position_m[1],
-        position_m[2],
-        rpy_rad[0],
-        rpy_rad[1],
-        rpy_rad[2],
-        gripper_open_fraction,
-    ]
-}
-
-/// Position and Bridge roll-pitch-yaw (relative to the gripper pointing down) of an
-/// end-effector pose; the inverse of [`bridge_target_pose`].
-pub fn bridge_xyz_rpy(ee_pose: &Pose) -> ([f64; 3], [f64; 3]) {
-    let relative = mat3_mul(&ee_pose.rotation, &mat3_transpose(&GRIPPER_DOWN_ROTATION));
-    (ee_pose.position_m, rpy_from_rotation(&relative))
-}
-
-/// The `ee_gripper_link` pose for a Bridge target position and roll-pitch-yaw:
-/// `R_ee = R_rpy(roll, pitch, yaw) * Ry(pi/2)`, so zero angles mean the gripper points down.
-pub fn bridge_target_pose(xyz_m: [f64; 3], rpy_rad: [f64; 3]) -> Pose {
-    Pose::new(
-        xyz_m,
-        mat3_mul(&rotation_from_rpy(rpy_rad), &GRIPPER_DOWN_ROTATION),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pose::rot_y;
-    use std::f64::consts::FRAC_PI_2;
 
     #[test]
     fn into_limits_wraps_continuous_joints_and_clamps_others() {
@@ -601,16 +559,6 @@ mod tests {
         assert_eq!(into_limits(1, 5.0), ARM_JOINT_LIMITS[1].max_rad);
         assert_eq!(into_limits(2, -5.0), ARM_JOINT_LIMITS[2].min_rad);
         assert_eq!(into_limits(4, 0.3), 0.3);
-    }
-
-    #[test]
-    fn gripper_down_rotation_is_ry_quarter_turn() {
-        let ry = rot_y(FRAC_PI_2);
-        for row in 0..3 {
-            for col in 0..3 {
-                assert!((ry[row][col] - GRIPPER_DOWN_ROTATION[row][col]).abs() < 1e-15);
-            }
-        }
     }
 
     #[test]

@@ -1,57 +1,24 @@
 //! Kinematics against the documented check values, FK/IK round trips, the Bridge state convention,
 //! and the IK success rate over the Bridge workspace.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::f64::consts::FRAC_PI_2;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use test_support::alloc::{CountingAllocator, allocations};
+use widowx::bridge::{bridge_state, bridge_target_pose, bridge_xyz_rpy};
 use widowx::joints::{ARM_JOINT_LIMITS, ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, SLEEP_POSE_RAD};
-use widowx::kinematics::{
-    IkConfig, IkError, bridge_state, bridge_target_pose, bridge_xyz_rpy, forward, inverse,
-};
+use widowx::kinematics::{IkConfig, IkError, forward, inverse};
 use widowx::pose::{IDENTITY_ROTATION, Pose, rot_y, rotation_angle_between, rotation_from_rpy};
 
 /// Counts this thread's allocations, so `inverse_does_not_allocate` is not disturbed by tests
 /// running on other threads.
-struct CountingAllocator;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call forwards to the system allocator unchanged; the thread-local counter is
-// const-initialised, so touching it never allocates (no recursion into the allocator).
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` or `System.realloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
 /// Bridge evaluation workspace box (metres, base frame), from docs/widowx.md.
-const WORKSPACE_MIN_M: [f64; 3] = [0.10, -0.15, -0.01];
-const WORKSPACE_MAX_M: [f64; 3] = [0.45, 0.25, 0.25];
+const WORKSPACE_MIN_M: [f64; 3] = widowx::bridge::WorkspaceBox::BRIDGE_EVAL.min_m;
+const WORKSPACE_MAX_M: [f64; 3] = widowx::bridge::WorkspaceBox::BRIDGE_EVAL.max_m;
 
 /// Reachable test poses keep the gripper within this angle of pointing straight down, as the
 /// Bridge data does (its start pose points straight down and the policy turns it moderately).

@@ -6,15 +6,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use widowx::bridge::{bridge_state, bridge_target_pose};
 use widowx::control_table::Model;
-use widowx::driver::{
+use widowx::firmware::FirmwareConfig;
+use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, Joint};
+use widowx::kinematics::{IkConfig, forward, inverse};
+use widowx::pose::Pose;
+use widowx_driver::{
     Arm, DriverConfig, GOAL_BYTES, INSTRUCTION_OVERHEAD_BYTES, JOINT_STATE_BYTES,
     STATUS_OVERHEAD_BYTES, ports, scan, wire_time,
 };
-use widowx::firmware::FirmwareConfig;
-use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD, Joint};
-use widowx::kinematics::{IkConfig, bridge_state, bridge_target_pose, forward, inverse};
-use widowx::pose::Pose;
 use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
 
 use crate::{Cli, Command, TorqueState};
@@ -52,7 +53,7 @@ impl Target {
             });
         }
         let driver = if cli.driver_config.is_none() {
-            widowx_sim::driver_config(driver)
+            driver.with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S)
         } else {
             driver
         };

@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use widowx::driver::Arm;
+use widowx::bridge::{POLICY_PERIOD_S, START_XYZ_M, bridge_target_pose, bridge_xyz_rpy};
 use widowx::joints::{ARM_JOINTS, SLEEP_POSE_RAD};
-use widowx::kinematics::{IkConfig, bridge_target_pose, bridge_xyz_rpy, forward, inverse};
+use widowx::kinematics::{IkConfig, forward, inverse};
+use widowx_driver::Arm;
 
 use crate::commands::Target;
 
-/// Bridge start pose (metres, base frame), gripper pointing down.
-const START_XYZ_M: [f64; 3] = [0.3, 0.0, 0.15];
-const POLICY_PERIOD_S: f64 = 0.2;
 const CONTROL_PERIOD_S: f64 = 0.01;
 /// Stock Bridge profile: about 1.25 policy periods per move.
 const STEP_MOVE_TIME_S: f64 = 1.25 * POLICY_PERIOD_S;

@@ -20,13 +20,13 @@ use image::ExtendedColorType;
 use image::codecs::jpeg::JpegEncoder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use widowx::driver::{Arm, DriverConfig, Effort, JointState};
+use widowx::bridge::{bridge_state, bridge_target_pose, open_fraction_of_finger_m};
 use widowx::firmware::FirmwareConfig;
 use widowx::joints::{ARM_JOINTS, BRIDGE_NEUTRAL_POSE_RAD};
-use widowx::kinematics::{IkConfig, bridge_state, bridge_target_pose, forward, inverse};
+use widowx::kinematics::{IkConfig, forward, inverse};
+use widowx_driver::{Arm, DriverConfig, Effort, JointState};
 use widowx_sim::render::{CameraModel, RenderStyle, Renderer};
 use widowx_sim::tabletop::random_block_positions;
-use widowx_sim::world::gripper_open_fraction;
 use widowx_sim::{SceneHandle, SimConfig, TabletopConfig, VirtualArm};
 
 use crate::commander::Commander;
@@ -36,7 +36,7 @@ use crate::play::{Behaviour, PlayObservation, PlayPolicy};
 const PERIOD_S: f64 = 0.2;
 const MOVE_TIME_S: f64 = 0.25;
 /// The reset: the Bridge start pose (with a little noise), reached in this long.
-const RESET_XYZ_M: [f64; 3] = widowx_sim::tabletop::BRIDGE_RESET_XYZ_M;
+const RESET_XYZ_M: [f64; 3] = widowx::bridge::START_XYZ_M;
 const RESET_MOVE_S: f64 = 1.0;
 /// The reset waits at most this long for the arm to arrive and the gripper to open, s.
 const RESET_TIMEOUT_S: f64 = 4.0;
@@ -317,12 +317,13 @@ fn connect(sim: &VirtualArm, args: &CollectArgs) -> anyhow::Result<Arm> {
     let defaults = DriverConfig::default();
     // A faster world needs a proportionally faster gripper (PWM sets its speed).
     let scale_pwm = |pwm: u16| ((f64::from(pwm) / args.time_scale).round() as u16).min(885);
-    let driver = widowx_sim::driver_config(DriverConfig {
+    let driver = DriverConfig {
         gripper_pressure: args.gripper_pressure,
         gripper_pwm_min: scale_pwm(defaults.gripper_pwm_min),
         gripper_pwm_max: scale_pwm(defaults.gripper_pwm_max),
         ..defaults
-    });
+    }
+    .with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S);
     let mut arm = Arm::connect(sim.port_path(), FirmwareConfig::wx250s(), driver)?;
     arm.apply()
         .context("configuring the servos (shadow calibration)")?;
@@ -397,7 +398,7 @@ fn run_episode(
         let observation = raw_step(args, &state, now.finger_position_m(), jpeg, time_stamp_s);
         writer.push_observation(&observation)?;
         if let Some(applied) = applied {
-            writer.push_action(applied)?;
+            writer.push_action(applied.to_array())?;
         }
     }
     writer.finish()?;
@@ -477,7 +478,7 @@ fn raw_step(
     time_stamp_s: f64,
 ) -> RawStep {
     let qpos = state.arm_positions_rad();
-    let gripper = gripper_open_fraction(finger_m);
+    let gripper = open_fraction_of_finger_m(finger_m);
     let effort = |e: &Effort| match *e {
         Effort::CurrentMa(ma) => ma,
         Effort::LoadPercent(percent) => percent,

@@ -2,13 +2,13 @@
 //! ([`bridge_run::action::ActionMapper`], the one place the Bridge action conventions live), so
 //! recorded play data and deployed policies share one meaning of an action. A refused step (no
 //! IK solution, or an IK branch jump) holds the previous command and is recorded as a zero
-//! motion. The gripper is binary: below 0.5 closes.
+//! motion. The gripper is binary (`widowx::bridge::GRIPPER_CLOSE_BELOW`).
 
-use bridge_run::action::{ActionMapper, CommandedPose};
+use bridge_run::action::ActionMapper;
 use bridge_run::config::{ActionConfig, WorkspaceConfig};
-use widowx::driver::{Arm, DriverError};
+use widowx::bridge::{BridgeAction, CommandedPose};
 use widowx::joints::ARM_JOINTS;
-use widowx::pose::{mat3_mul, mat3_transpose, rpy_from_rotation};
+use widowx_driver::{Arm, DriverError};
 
 /// The commanded pose and what was last sent to the arm.
 #[derive(Debug, Clone)]
@@ -48,15 +48,19 @@ impl Commander {
 
     /// Applies `action` to the arm; returns the action as carried out (the deltas actually
     /// commanded after clipping, zero when the step was refused; the gripper as 0 or 1).
-    pub fn step(&mut self, arm: &mut Arm, action: &[f64; 7]) -> Result<[f64; 7], DriverError> {
+    pub fn step(
+        &mut self,
+        arm: &mut Arm,
+        action: &BridgeAction,
+    ) -> Result<BridgeAction, DriverError> {
         let mut applied = [0.0; 7];
         if let Ok(step) = self.mapper.apply(&self.pose, &self.joints_rad, action) {
             arm.write_joint_goals(&step.joints_rad, self.move_time_s)?;
-            applied[..6].copy_from_slice(&applied_delta(&self.pose, &step.pose));
+            applied[..6].copy_from_slice(&self.pose.delta_to(&step.pose));
             self.pose = step.pose;
             self.joints_rad = step.joints_rad;
         }
-        let open = action[6] >= 0.5;
+        let open = action.gripper_open();
         if self.gripper_open != Some(open) {
             if open {
                 arm.gripper_open()?;
@@ -66,26 +70,8 @@ impl Commander {
             self.gripper_open = Some(open);
         }
         applied[6] = if open { 1.0 } else { 0.0 };
-        Ok(applied)
+        Ok(BridgeAction::from_array(applied))
     }
-}
-
-/// The Bridge delta taking `from` to `to`: position difference, and the roll-pitch-yaw of the
-/// base-frame rotation `R_to * R_from^T` (the clipped rotation delta of the step).
-fn applied_delta(from: &CommandedPose, to: &CommandedPose) -> [f64; 6] {
-    let rotation = mat3_mul(
-        &to.relative_rotation,
-        &mat3_transpose(&from.relative_rotation),
-    );
-    let rpy = rpy_from_rotation(&rotation);
-    [
-        to.xyz_m[0] - from.xyz_m[0],
-        to.xyz_m[1] - from.xyz_m[1],
-        to.xyz_m[2] - from.xyz_m[2],
-        rpy[0],
-        rpy[1],
-        rpy[2],
-    ]
 }
 
 #[cfg(test)]
@@ -97,12 +83,12 @@ mod tests {
     fn the_recorded_delta_is_the_clipped_step_the_mapper_took() {
         let mapper = ActionMapper::new(ActionConfig::default(), WorkspaceConfig::default());
         let start = CommandedPose::from_xyz_rpy([0.3, 0.0, 0.15], [0.0, 0.0, 0.2]);
-        let action = [0.2, -0.01, 0.0, 0.0, 0.1, 1.0, 1.0];
+        let action = BridgeAction::from_array([0.2, -0.01, 0.0, 0.0, 0.1, 1.0, 1.0]);
         let start_joints = mapper.solve(&start, &BRIDGE_NEUTRAL_POSE_RAD).unwrap();
         let step = mapper
             .apply(&start, &start_joints, &action)
             .expect("a reachable step");
-        let delta = applied_delta(&start, &step.pose);
+        let delta = start.delta_to(&step.pose);
         let limits = ActionConfig::default();
         let expected = [limits.max_step_m, -0.01, 0.0, 0.0, 0.1, limits.max_step_rad];
         for (got, want) in delta.iter().zip(expected) {

@@ -17,7 +17,8 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
-use widowx_sim::tabletop::{BLOCK_AREA_M, MIN_BLOCK_SPACING_M, random_arm_xyz_m};
+use widowx::bridge::BridgeAction;
+use widowx_sim::tabletop::{free_spot, random_arm_xyz_m};
 use widowx_sim::world::Scene;
 
 /// Steps at the end of an episode spent going to a last pose and holding still there (when the
@@ -267,34 +268,18 @@ impl PlayPolicy {
         random_arm_xyz_m(&mut self.rng)
     }
 
-    /// A place on the table away from every block and from where `block` is now.
+    /// A place on the table away from every block.
     fn free_spot(&mut self, scene: &Scene) -> [f64; 2] {
-        let (x_min, x_max, y_min, y_max) = BLOCK_AREA_M;
-        let mut best = [x_min, y_min];
-        let mut best_clearance = f64::NEG_INFINITY;
-        for _ in 0..300 {
-            let candidate = [
-                self.rng.random_range(x_min..x_max),
-                self.rng.random_range(y_min..y_max),
-            ];
-            let clearance = scene
-                .blocks
-                .iter()
-                .map(|b| (b.position_m[0] - candidate[0]).hypot(b.position_m[1] - candidate[1]))
-                .fold(f64::INFINITY, f64::min);
-            if clearance >= MIN_BLOCK_SPACING_M {
-                return candidate;
-            }
-            if clearance > best_clearance {
-                best = candidate;
-                best_clearance = clearance;
-            }
-        }
-        best
+        let occupied: Vec<[f64; 2]> = scene
+            .blocks
+            .iter()
+            .map(|b| [b.position_m[0], b.position_m[1]])
+            .collect();
+        free_spot(&occupied, 300, &mut self.rng)
     }
 
     /// The action for this step.
-    pub fn act(&mut self, observation: &PlayObservation<'_>) -> [f64; 7] {
+    pub fn act(&mut self, observation: &PlayObservation<'_>) -> BridgeAction {
         self.settle_when_due();
         self.steps_taken += 1;
         // Bounded: a fresh wander waypoint could, very rarely, be reached already.
@@ -318,17 +303,11 @@ impl PlayPolicy {
             Phase::Open => self.gripper_open = true,
             Phase::Wander { .. } | Phase::Settle { .. } => {}
         }
-        let translation = self.translation_toward(observation.target_xyz_m, goal_m);
-        let rotation = self.rotation(observation.target_rpy_rad);
-        [
-            translation[0],
-            translation[1],
-            translation[2],
-            rotation[0],
-            rotation[1],
-            rotation[2],
-            if self.gripper_open { 1.0 } else { 0.0 },
-        ]
+        BridgeAction {
+            translation_m: self.translation_toward(observation.target_xyz_m, goal_m),
+            rotation_rad: self.rotation(observation.target_rpy_rad),
+            gripper: if self.gripper_open { 1.0 } else { 0.0 },
+        }
     }
 
     /// In the last [`SETTLE_STEPS`] steps, an episode that is wandering (its behaviour done)
@@ -470,8 +449,8 @@ mod tests {
                     target_xyz_m: target,
                     target_rpy_rad: [0.0; 3],
                 });
-                for axis in 0..3 {
-                    target[axis] += action[axis];
+                for (axis_m, step_m) in target.iter_mut().zip(action.translation_m) {
+                    *axis_m += step_m;
                 }
                 target
             })
@@ -500,7 +479,7 @@ mod tests {
                 .fold(0.0, f64::max);
             assert!(wobble_m < 0.01, "seed {seed}: still moving {wobble_m} m");
             let (min, max) = widowx_sim::tabletop::ARM_AREA_M;
-            let near_rest = distance(&end, &widowx_sim::tabletop::BRIDGE_RESET_XYZ_M) < 0.04;
+            let near_rest = distance(&end, &widowx::bridge::START_XYZ_M) < 0.04;
             let in_area =
                 (0..3).all(|axis| (min[axis] - 0.01..max[axis] + 0.01).contains(&end[axis]));
             assert!(near_rest || in_area, "seed {seed}: ends at {end:?}");

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bridge_data::StoredFrame;
+use bridge_data::sources::ReadOptions;
+use bridge_data::{StoredFrame, Trajectory};
 use serde_json::Value as Json;
 
 pub fn fixtures_dir() -> PathBuf {
@@ -30,6 +31,39 @@ pub fn frame_adler32(frame: &StoredFrame) -> u32 {
     match frame {
         StoredFrame::Jpeg(bytes) => adler32(bytes),
         StoredFrame::Rgb { data, .. } => adler32(data),
+    }
+}
+
+/// The adler32 of every frame of `trajectory`, in order.
+pub fn frames_adler32(trajectory: &Trajectory) -> Vec<u32> {
+    trajectory.frames.iter().map(frame_adler32).collect()
+}
+
+/// What readers of multi-trajectory files record alike for entry `index` of `file`: the frame
+/// checksums listed under `frames_key` of the fixture record `expected`, the language, and the
+/// source `{file}#{index}`.
+pub fn assert_frames_language_and_source(
+    trajectory: &Trajectory,
+    expected: &Json,
+    frames_key: &str,
+    (file, index): (&Path, usize),
+) {
+    assert_eq!(frames_adler32(trajectory), u32_list(&expected[frames_key]));
+    assert_eq!(
+        trajectory.language.as_deref(),
+        expected["language"].as_str()
+    );
+    assert_eq!(
+        trajectory.source,
+        PathBuf::from(format!("{}#{index}", file.display()))
+    );
+}
+
+/// Default read options, but for camera `camera`.
+pub fn camera_options(camera: usize) -> ReadOptions {
+    ReadOptions {
+        camera,
+        ..ReadOptions::default()
     }
 }
 
@@ -73,4 +107,17 @@ pub fn copy_tree(source: &Path, dest: &Path) {
     } else {
         std::fs::copy(source, dest).unwrap();
     }
+}
+
+/// Asserts that `message` contains every one of `words`, showing the message otherwise.
+pub fn assert_contains_all(message: &str, words: &[&str]) {
+    assert!(words.iter().all(|w| message.contains(w)), "{message}");
+}
+
+/// Asserts that `result` is an error whose message contains every one of `words`.
+pub fn assert_error_names<T: std::fmt::Debug, E: std::fmt::Display>(
+    result: Result<T, E>,
+    words: &[&str],
+) {
+    assert_contains_all(&result.unwrap_err().to_string(), words);
 }

@@ -133,25 +133,7 @@ pub fn flat_goal(size_px: u32) -> GoalImage {
 
 /// A random-weight pixel checkpoint (impala-small at 64 px, narrow nets) in `dir`.
 pub fn tiny_checkpoint(dir: &Path) -> PathBuf {
-    let mut model = mqe::ModelConfig::pixels(64, 3, 7);
-    model.latent_dim = 32;
-    model.mlp_hidden = vec![32];
-    model.actor_hidden = vec![32];
-    model.encoder_dim = 32;
-    let train = mqe::TrainConfig {
-        batch_size: 4,
-        ..mqe::TrainConfig::pixels()
-    };
-    let agent = mqe::Agent::new(model, train, &candle_core::Device::Cpu).unwrap();
-    let meta = mqe::CheckpointMeta {
-        dataset: "random weights (bridge-run tests)".into(),
-        episodes: 0,
-        rows: 0,
-        input_crop_px: None,
-    };
-    let checkpoint = dir.join("checkpoint");
-    agent.save_inference(&checkpoint, &meta).unwrap();
-    checkpoint
+    test_support::checkpoint::tiny_pixel_checkpoint(dir, "random weights (bridge-run tests)")
 }
 
 /// The sim rig, a runtime on it with `camera` and `policy`.

@@ -1,7 +1,7 @@
 //! Shared helpers: small models, seeded batches, and a plain-loop MRN reference.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, backprop::GradStore};
 use mqe::{Agent, Batch, ModelConfig, TrainConfig};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -91,4 +91,65 @@ pub fn to_f64(t: &Tensor) -> Vec<f64> {
 
 pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+/// The largest |a - b| over all elements, both sides taken to f64 first.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap();
+    let b = b.to_dtype(DType::F64).unwrap();
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// sum(y * r), the scalar that weights every element of `y` by the matching one of `r`.
+pub fn weighted_sum(y: &Tensor, r: &Tensor) -> Tensor {
+    (y * r).unwrap().sum_all().unwrap()
+}
+
+/// [`weighted_sum`] of f32 tensors, read out as f64.
+pub fn weighted_sum_f64(y: &Tensor, r: &Tensor) -> f64 {
+    f64::from(weighted_sum(y, r).to_scalar::<f32>().unwrap())
+}
+
+/// The gradient of `x` held in `grads`, flattened to f32 values.
+pub fn grad_vec(grads: &GradStore, x: &Tensor) -> Vec<f32> {
+    grads
+        .get(x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// d loss / d x, flattened to f32 values.
+pub fn grad_of(loss: &Tensor, x: &Tensor) -> Vec<f32> {
+    grad_vec(&loss.backward().unwrap(), x)
+}
+
+/// Checks coordinates `0..n` of the analytic gradient `analytic` (called `name`) against central
+/// differences: `(shifted(k, eps) - shifted(k, -eps)) / (2 eps)`, where `shifted(k, delta)` is the
+/// loss with coordinate `k` moved by `delta`, must be within `tol` of `analytic[k]`.
+pub fn assert_central_differences(
+    name: &str,
+    analytic: &[f32],
+    n: usize,
+    (eps, tol): (f64, f64),
+    shifted: impl Fn(usize, f64) -> f64,
+) {
+    for (k, &got) in analytic[..n].iter().enumerate() {
+        let numeric = (shifted(k, eps) - shifted(k, -eps)) / (2.0 * eps);
+        assert!(
+            (numeric - f64::from(got)).abs() < tol,
+            "{name}[{k}]: {numeric} vs {got}"
+        );
+    }
 }

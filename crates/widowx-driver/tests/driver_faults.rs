@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use widowx::control_table::reg;
-use widowx::driver::{Arm, DriverConfig, DriverError, HardwareFault, ServoRef};
 use widowx::firmware::FirmwareConfig;
 use widowx::joints::Joint;
+use widowx_driver::{Arm, DriverConfig, DriverError, HardwareFault, ServoRef};
 use widowx_sim::{SimConfig, VirtualArm};
 
 fn sim() -> VirtualArm {

@@ -7,8 +7,8 @@
 //! retry, and the mean read time shows what each corrupt reply costs.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use widowx::driver::{Arm, DriverConfig};
 use widowx::firmware::FirmwareConfig;
+use widowx_driver::{Arm, DriverConfig};
 use widowx_sim::{SimConfig, VirtualArm};
 
 fn bus_cycle(c: &mut Criterion) {

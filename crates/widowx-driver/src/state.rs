@@ -1,10 +1,10 @@
 //! The joint state read every control cycle and the goal packets written every control step:
 //! pure encoding and decoding, no I/O.
 
-use crate::control_table::Model;
-use crate::driver::error::{DriverError, ServoRef};
-use crate::joints::{ARM_JOINTS, JointLimits};
-use crate::units::{
+use crate::error::{DriverError, ServoRef};
+use widowx::control_table::Model;
+use widowx::joints::{ARM_JOINTS, JointLimits};
+use widowx::units::{
     current_raw_to_ma, load_raw_to_percent, rad_to_ticks, ticks_to_rad, velocity_raw_to_rad_s,
 };
 
@@ -55,7 +55,7 @@ impl std::fmt::Display for Effort {
     }
 }
 
-/// The state of the seven masters in [`crate::joints::Joint::ALL`] order (six arm joints, then the gripper).
+/// The state of the seven masters in [`widowx::joints::Joint::ALL`] order (six arm joints, then the gripper).
 /// The gripper's position is its motor angle in rad.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct JointState {
@@ -84,7 +84,7 @@ impl JointState {
 }
 
 /// Limits a goal of one arm joint must satisfy: the reconciled joint limits of
-/// [`crate::firmware::FirmwareConfig::joint_limits`], and, as a last check after rounding, the
+/// [`widowx::firmware::FirmwareConfig::joint_limits`], and, as a last check after rounding, the
 /// servos' Min/Max_Position_Limit in ticks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GoalLimits {
@@ -177,7 +177,7 @@ impl MoveProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::joints::Joint;
+    use widowx::joints::Joint;
 
     #[test]
     fn decodes_a_block_by_model() {
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn goal_limits_check_radians_then_ticks() {
-        use crate::joints::ARM_JOINT_LIMITS;
+        use widowx::joints::ARM_JOINT_LIMITS;
         let shoulder = ServoRef {
             id: 2,
             joint: Some(Joint::Shoulder),

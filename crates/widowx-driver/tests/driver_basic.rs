@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use widowx::control_table::{Model, reg};
-use widowx::driver::{Arm, DriverConfig, DriverError, Effort, ServoProblem, ServoRef, StatusError};
 use widowx::firmware::{FirmwareConfig, WX250S_TOML};
 use widowx::joints::{Joint, SLEEP_POSE_RAD};
+use widowx_driver::{Arm, DriverConfig, DriverError, Effort, ServoProblem, ServoRef, StatusError};
 use widowx_sim::{InitialEeprom, SimConfig, VirtualArm};
 
 fn config() -> DriverConfig {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use dynamixel2::instructions::{SyncWriteData, instruction_id, packet_id};
 use dynamixel2::{Bus, ReadError, WriteError};
 
-use crate::driver::error::{CorruptReply, DriverError, ServoRef};
-use crate::driver::faults::StatusError;
+use crate::error::{CorruptReply, DriverError, ServoRef};
+use crate::faults::StatusError;
 
 /// Bytes of an instruction packet around its parameters: header 4, ID 1, length 2, instruction 1, CRC 2.
 pub const INSTRUCTION_OVERHEAD_BYTES: usize = 10;

@@ -14,12 +14,12 @@
 //! writes, hardware errors, reboot, torque off) carry on and log a warning, since they are how
 //! a faulted servo is inspected and repaired.
 //!
-//! Not for: kinematics ([`crate::kinematics`]), scheduling the control loop, or the virtual arm.
+//! Not for: kinematics ([`widowx::kinematics`]), scheduling the control loop, or the virtual arm.
 //!
 //! ```no_run
-//! use widowx::driver::{Arm, DriverConfig};
+//! use widowx_driver::{Arm, DriverConfig};
 //! use widowx::firmware::FirmwareConfig;
-//! # fn main() -> Result<(), widowx::driver::DriverError> {
+//! # fn main() -> Result<(), widowx_driver::DriverError> {
 //! let mut arm = Arm::connect("/dev/ttyDXL".as_ref(), FirmwareConfig::wx250s(), DriverConfig::default())?;
 //! arm.set_torque(true, None)?;
 //! let state = *arm.read_joint_state()?;
@@ -29,10 +29,13 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod error;
 pub mod faults;
 mod link;
 pub mod ports;
+mod registers;
+mod scan;
 mod setup;
 mod state;
 
@@ -42,232 +45,21 @@ use std::time::{Duration, Instant};
 
 use dynamixel2::instructions::SyncWriteData;
 
+pub use config::DriverConfig;
 pub use error::{CorruptReply, DriverError, ServoProblem, ServoRef};
 pub use faults::{HardwareErrors, HardwareFault, StatusError};
 pub use link::{INSTRUCTION_OVERHEAD_BYTES, STATUS_OVERHEAD_BYTES, wire_time};
+pub use scan::{FoundServo, PingReport, ScanHit, scan};
 pub use setup::{ApplyReport, RegisterChange, RegisterDiff, VerifyReport};
 pub use state::{
     Effort, GOAL_ADDRESS, GOAL_BYTES, GoalLimits, JOINT_STATE_ADDRESS, JOINT_STATE_BYTES,
     JointState, MoveProfile,
 };
 
-use crate::control_table::{Area, Model, OperatingMode, Register, reg};
-use crate::firmware::{FirmwareConfig, ServoConfig};
-use crate::joints::{ARM_JOINTS, Joint, JointLimits};
-use link::{Link, LinkTiming};
-
-/// Timeouts, retries and gripper settings of the driver. Every field has a documented default
-/// (`DriverConfig::default()`); a config file may set any subset.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DriverConfig {
-    /// Longest wait for one status reply beyond its own wire time at the bus baud rate, in s.
-    /// Default 0.020: a reply normally arrives within 1-2 ms with a 1 ms FTDI latency timer;
-    /// 20 ms still covers the kernel's 16 ms default.
-    pub reply_timeout_s: f64,
-    /// Further attempts after a timeout or corrupt reply (not after a servo's error reply or a
-    /// port failure). Default 2: three attempts in all.
-    pub retries: u32,
-    /// Further attempts of each PING while checking the configured servos. Default 3.
-    pub ping_retries: u32,
-    /// Pause before a retry so replies still in flight land and are discarded, in s. Default 0.001.
-    pub retry_settle_s: f64,
-    /// Longest wait for a rebooted servo to answer PING again, in s. Default 3.0 (a servo
-    /// restarts in well under a second).
-    pub reboot_timeout_s: f64,
-    /// Interval between PINGs while waiting for a reboot, in s. Default 0.05.
-    pub reboot_poll_interval_s: f64,
-    /// Highest acceptable FTDI latency timer; above it `connect` warns. Default 1 ms.
-    pub max_latency_timer_ms: u32,
-    /// Root of sysfs, for the latency timer check. Default "/sys".
-    pub sysfs_root: std::path::PathBuf,
-    /// Fraction of each move spent accelerating (and again decelerating) in the time-based
-    /// profile, at most 0.5. Default 0.5: a smooth triangular speed profile, as short moves
-    /// of one 0.2 s control step have no time to cruise.
-    pub profile_acceleration_fraction: f64,
-    /// Gripper grip strength in 0..=1, mapped linearly onto `gripper_pwm_min..=gripper_pwm_max`
-    /// (the Interbotix `gripper_pressure`). Default 0.5.
-    pub gripper_pressure: f64,
-    /// Goal_PWM at pressure 0. Default 150 (Interbotix lower limit).
-    pub gripper_pwm_min: u16,
-    /// Goal_PWM at pressure 1. Default 350 (Interbotix upper limit).
-    pub gripper_pwm_max: u16,
-    /// Largest disagreement between a calibrated shadow and its master, in ticks. Default 4.
-    pub calibration_tolerance_ticks: i64,
-}
-
-impl Default for DriverConfig {
-    fn default() -> Self {
-        DriverConfig {
-            reply_timeout_s: 0.020,
-            retries: 2,
-            ping_retries: 3,
-            retry_settle_s: 0.001,
-            reboot_timeout_s: 3.0,
-            reboot_poll_interval_s: 0.05,
-            max_latency_timer_ms: 1,
-            sysfs_root: "/sys".into(),
-            profile_acceleration_fraction: 0.5,
-            gripper_pressure: 0.5,
-            gripper_pwm_min: 150,
-            gripper_pwm_max: 350,
-            calibration_tolerance_ticks: 4,
-        }
-    }
-}
-
-impl DriverConfig {
-    /// Checks every field's range.
-    pub fn validate(&self) -> Result<(), DriverError> {
-        let fail = |field, message: &str| {
-            Err(DriverError::Config {
-                field,
-                message: message.to_string(),
-            })
-        };
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !positive(self.reply_timeout_s) || self.reply_timeout_s > 10.0 {
-            return fail("reply_timeout_s", "must be in (0, 10] s");
-        }
-        if !(self.retry_settle_s.is_finite() && (0.0..=1.0).contains(&self.retry_settle_s)) {
-            return fail("retry_settle_s", "must be in [0, 1] s");
-        }
-        if !positive(self.reboot_timeout_s) || !positive(self.reboot_poll_interval_s) {
-            return fail(
-                "reboot_timeout_s",
-                "reboot_timeout_s and reboot_poll_interval_s must be positive",
-            );
-        }
-        if !(0.0..=0.5).contains(&self.profile_acceleration_fraction) {
-            return fail(
-                "profile_acceleration_fraction",
-                "must be in 0..=0.5 (the servo clips longer ramps)",
-            );
-        }
-        if !(0.0..=1.0).contains(&self.gripper_pressure) {
-            return fail("gripper_pressure", "must be in 0..=1");
-        }
-        if self.gripper_pwm_min > self.gripper_pwm_max || self.gripper_pwm_max > 885 {
-            return fail(
-                "gripper_pwm_max",
-                "need gripper_pwm_min <= gripper_pwm_max <= 885 (PWM_Limit)",
-            );
-        }
-        Ok(())
-    }
-
-    fn link_timing(&self) -> LinkTiming {
-        LinkTiming {
-            reply_timeout: Duration::from_secs_f64(self.reply_timeout_s),
-            retries: self.retries,
-            retry_settle: Duration::from_secs_f64(self.retry_settle_s),
-        }
-    }
-
-    /// Upper bound of a single-reply transaction that times out on every attempt, in s (wire
-    /// times of the packets excluded): what a caller waits at most when the bus goes silent.
-    pub fn worst_case_silence_s(&self) -> f64 {
-        f64::from(self.retries + 1) * self.reply_timeout_s
-            + f64::from(self.retries) * self.retry_settle_s
-    }
-
-    /// Goal_PWM for the configured gripper pressure.
-    pub fn gripper_pwm(&self) -> u16 {
-        let span = f64::from(self.gripper_pwm_max - self.gripper_pwm_min);
-        self.gripper_pwm_min + (self.gripper_pressure.clamp(0.0, 1.0) * span).round() as u16
-    }
-}
-
-/// A servo that answered PING.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FoundServo {
-    pub servo: ServoRef,
-    pub model_number: u16,
-    pub firmware_version: u8,
-    /// The alert bit of its reply: it has a hardware error.
-    pub alert: bool,
-}
-
-/// The result of pinging every configured servo.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PingReport {
-    pub found: Vec<FoundServo>,
-    pub problems: Vec<ServoProblem>,
-}
-
-impl PingReport {
-    /// `Ok` when every configured servo answered with the configured model.
-    pub fn into_result(self) -> Result<PingReport, DriverError> {
-        if self.problems.is_empty() {
-            Ok(self)
-        } else {
-            Err(DriverError::Servos {
-                problems: self.problems,
-            })
-        }
-    }
-}
-
-/// A servo found by [`scan`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScanHit {
-    pub baud_rate_bps: u32,
-    pub id: u8,
-    pub model_number: u16,
-    pub firmware_version: u8,
-}
-
-impl ScanHit {
-    pub fn model(&self) -> Option<Model> {
-        Model::from_model_number(self.model_number)
-    }
-}
-
-/// Pings every ID in `ids` at each baud rate (one attempt each, waiting `timeout_s` beyond the
-/// wire time): finds servos whatever their ID and baud rate.
-pub fn scan(
-    port: &Path,
-    baud_rates_bps: &[u32],
-    ids: std::ops::RangeInclusive<u8>,
-    timeout_s: f64,
-) -> Result<Vec<ScanHit>, DriverError> {
-    if !(timeout_s.is_finite() && timeout_s > 0.0) {
-        return Err(DriverError::Config {
-            field: "timeout_s",
-            message: "must be positive".into(),
-        });
-    }
-    let timing = LinkTiming {
-        reply_timeout: Duration::from_secs_f64(timeout_s),
-        retries: 0,
-        retry_settle: Duration::ZERO,
-    };
-    let Some(&first) = baud_rates_bps.first() else {
-        return Ok(Vec::new());
-    };
-    let mut link = Link::open(port, first, timing)?;
-    let mut hits = Vec::new();
-    for &baud_rate_bps in baud_rates_bps {
-        link.set_baud_rate(baud_rate_bps)?;
-        for id in ids.clone() {
-            match link.ping(ServoRef { id, joint: None }, 0) {
-                Ok((model_number, firmware_version, _)) => hits.push(ScanHit {
-                    baud_rate_bps,
-                    id,
-                    model_number,
-                    firmware_version,
-                }),
-                Err(
-                    DriverError::Timeout { .. }
-                    | DriverError::Corrupt { .. }
-                    | DriverError::Motor { .. },
-                ) => {}
-                Err(other) => return Err(other),
-            }
-        }
-    }
-    Ok(hits)
-}
+use link::Link;
+use widowx::control_table::{Model, OperatingMode, reg};
+use widowx::firmware::{FirmwareConfig, ServoConfig};
+use widowx::joints::{ARM_JOINTS, Joint, JointLimits};
 
 /// One master as the control loop needs it.
 #[derive(Debug, Clone, Copy)]
@@ -679,132 +471,6 @@ impl Arm {
                 }
             }
         }
-    }
-
-    /// The register called `name` of servo `id` (its model from the configuration, else from PING).
-    pub fn register(&mut self, id: u8, name: &str) -> Result<&'static Register, DriverError> {
-        let servo = self.servo_ref(id);
-        let model = self.model_of(id)?;
-        model
-            .register(name)
-            .ok_or_else(|| DriverError::UnknownRegister {
-                servo,
-                model,
-                name: name.to_string(),
-            })
-    }
-
-    fn model_of(&mut self, id: u8) -> Result<Model, DriverError> {
-        if let Some(servo) = self.firmware.servo(id) {
-            return Ok(servo.model);
-        }
-        let (model_number, _) = self.ping(id)?;
-        Model::from_model_number(model_number).ok_or_else(|| {
-            DriverError::Unsupported(format!(
-                "servo {id} is a model {model_number}, which this driver does not know"
-            ))
-        })
-    }
-
-    /// Reads register `name` of servo `id`.
-    pub fn read_register(&mut self, id: u8, name: &str) -> Result<i64, DriverError> {
-        let register = self.register(id, name)?;
-        self.read_raw(self.servo_ref(id), register)
-    }
-
-    /// Writes register `name` of servo `id` after checking that it is writable, that `value`
-    /// is in its range, and, for EEPROM registers, that torque is off (refused before sending).
-    pub fn write_register(&mut self, id: u8, name: &str, value: i64) -> Result<(), DriverError> {
-        let servo = self.servo_ref(id);
-        let model = self.model_of(id)?;
-        let register = self.register(id, name)?;
-        if !register.writable() {
-            return Err(DriverError::ReadOnlyRegister {
-                servo,
-                register: register.name,
-            });
-        }
-        let (min, max) = model.range(register);
-        if value < min || value > max {
-            return Err(DriverError::ValueOutOfRange {
-                servo,
-                register: register.name,
-                value,
-                min,
-                max,
-            });
-        }
-        if register.area() == Area::Eeprom && self.read_raw(servo, &reg::TORQUE_ENABLE)? != 0 {
-            return Err(DriverError::EepromWhileTorqueOn {
-                servo,
-                register: register.name,
-            });
-        }
-        self.write_raw(servo, register, value)?;
-        if register.address == reg::TORQUE_ENABLE.address {
-            self.torque_commanded.insert(id, value != 0);
-        }
-        Ok(())
-    }
-
-    /// Writes `value` to `register` of servo `id` with no check on our side: the servo decides
-    /// (and its refusal is reported as [`DriverError::Motor`]). For repair and for tests.
-    pub fn write_register_unchecked(
-        &mut self,
-        id: u8,
-        register: &Register,
-        value: i64,
-    ) -> Result<(), DriverError> {
-        self.write_raw(self.servo_ref(id), register, value)
-    }
-
-    fn read_raw(&mut self, servo: ServoRef, register: &Register) -> Result<i64, DriverError> {
-        let reply = self
-            .link
-            .read(servo, register.address, u16::from(register.size))?;
-        if reply.alert && register.address != reg::HARDWARE_ERROR_STATUS.address {
-            tracing::warn!("{servo} reports a hardware error (alert bit)");
-        }
-        register
-            .decode(reply.data())
-            .ok_or_else(|| DriverError::Corrupt {
-                servo,
-                instruction: "READ",
-                attempts: 1,
-                detail: CorruptReply::WrongLength {
-                    id: servo.id,
-                    bytes: reply.data().len(),
-                    expected: usize::from(register.size),
-                },
-            })
-    }
-
-    fn write_raw(
-        &mut self,
-        servo: ServoRef,
-        register: &Register,
-        value: i64,
-    ) -> Result<(), DriverError> {
-        let bytes = register.encode(value);
-        let alert = self
-            .link
-            .write(
-                servo,
-                register.address,
-                &bytes[..usize::from(register.size)],
-            )
-            .map_err(|e| match e {
-                DriverError::Motor { servo, error, .. } => DriverError::Motor {
-                    servo,
-                    what: format!("the write of {} = {value}", register.name),
-                    error,
-                },
-                other => other,
-            })?;
-        if alert {
-            tracing::warn!("{servo} reports a hardware error (alert bit)");
-        }
-        Ok(())
     }
 
     /// The alert error for `servo`, with its Hardware_Error_Status when it can be read.

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::control_table::Model;
-use crate::driver::faults::{HardwareErrors, StatusError};
-use crate::joints::Joint;
+use crate::faults::{HardwareErrors, StatusError};
+use widowx::control_table::Model;
+use widowx::joints::Joint;
 
 /// A servo as errors and reports name it: its ID and, when the configuration knows it, its joint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

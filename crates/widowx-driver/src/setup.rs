@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use crate::control_table::{Register, reg};
-use crate::driver::{Arm, DriverError, ServoRef};
-use crate::firmware::ServoConfig;
+use crate::{Arm, DriverError, ServoRef};
+use widowx::control_table::{Register, reg};
+use widowx::firmware::ServoConfig;
 
 /// A register whose value differs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,7 +248,7 @@ pub fn homing_offset(master_ticks: i64, shadow_ticks: i64, shadow_reversed: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::joints::Joint;
+    use widowx::joints::Joint;
 
     #[test]
     fn offset_sign_follows_the_stock_driver() {
