@@ -46,6 +46,7 @@ pub mod norm;
 pub mod npy_release;
 pub mod ogbench;
 pub mod pickle;
+pub mod provenance;
 pub mod raw;
 pub mod sampler;
 pub mod sources;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bridge_data::provenance::Collector;
 use bridge_run::config::{RuntimeConfig, WORKSPACE_CALIBRATION_FILE};
 use bridge_run::keyboard::{self, Keyboard};
 use bridge_run::modes::{EpisodeEnd, Mode, OperatorCommand};
@@ -53,7 +54,8 @@ struct Cli {
     /// <checkpoint>/goals/.
     #[arg(long, global = true)]
     goal: Option<PathBuf>,
-    /// Checkpoint directory (model.safetensors + config.toml). Default models/sim-demo.
+    /// Checkpoint directory (model.safetensors + config.toml). With --sim, default models/sim-demo;
+    /// required on a real arm.
     #[arg(long, global = true)]
     checkpoint: Option<PathBuf>,
     /// Runtime configuration (TOML); `bridge-run config` prints every key.
@@ -62,6 +64,9 @@ struct Cli {
     /// Run on the virtual arm and rendered tabletop camera instead of the hardware.
     #[arg(long, global = true)]
     sim: bool,
+    /// On a real arm, accept a checkpoint trained on simulator data (refused otherwise).
+    #[arg(long, global = true)]
+    allow_sim_checkpoint: bool,
     /// Seed of the virtual tabletop (block positions).
     #[arg(long, global = true, default_value_t = 0)]
     sim_seed: u64,
@@ -193,15 +198,21 @@ fn device(choice: DeviceChoice) -> Result<Device> {
     Ok(selected.device)
 }
 
-/// --checkpoint, or the shipped demo checkpoint.
-fn checkpoint_dir(cli: &Cli) -> PathBuf {
-    cli.checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT))
+/// --checkpoint, or with --sim the shipped demo checkpoint. A real arm has no default: the
+/// demo was trained in the simulator.
+fn checkpoint_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.checkpoint {
+        Some(dir) => Ok(dir.clone()),
+        None if cli.sim => Ok(PathBuf::from(DEFAULT_CHECKPOINT)),
+        None => bail!(
+            "--checkpoint DIR is required on a real arm (the shipped {DEFAULT_CHECKPOINT} was trained \
+             in the simulator; `--sim` runs it on the virtual arm)"
+        ),
+    }
 }
 
 fn load_policy(cli: &Cli) -> Result<MqePolicy> {
-    let dir = checkpoint_dir(cli);
+    let dir = checkpoint_dir(cli)?;
     if !dir.join("config.toml").exists() {
         bail!(
             "no checkpoint at {} (config.toml missing); pass --checkpoint DIR (a directory written by bridge-train){}",
@@ -216,6 +227,7 @@ fn load_policy(cli: &Cli) -> Result<MqePolicy> {
     let device = device(cli.device)?;
     let policy = MqePolicy::load(&dir, &device)
         .with_context(|| format!("loading checkpoint {}", dir.display()))?;
+    refuse_sim_checkpoint_on_a_robot(cli, &dir, policy.data_source())?;
     tracing::info!(
         "checkpoint {}: {} px input from {}, on {:?}",
         dir.display(),
@@ -232,6 +244,27 @@ fn load_policy(cli: &Cli) -> Result<MqePolicy> {
     Ok(policy)
 }
 
+/// On a real arm, a checkpoint trained (even partly) on simulator data is refused unless the
+/// operator says `--allow-sim-checkpoint`: it has never seen a real camera or arm.
+fn refuse_sim_checkpoint_on_a_robot(cli: &Cli, dir: &Path, source: mqe::DataSource) -> Result<()> {
+    if cli.sim || !source.includes_simulator() {
+        return Ok(());
+    }
+    if cli.allow_sim_checkpoint {
+        tracing::warn!(
+            "checkpoint {} was trained on {source} data; driving the real arm with it because of --allow-sim-checkpoint",
+            dir.display()
+        );
+        return Ok(());
+    }
+    bail!(
+        "checkpoint {} was trained on {source} data (data.data_source in its config.toml) and has \
+         never seen a real camera or arm; pass --allow-sim-checkpoint to drive the real arm with it \
+         anyway, or --sim to run it on the virtual arm",
+        dir.display()
+    )
+}
+
 /// The goal given, or with --sim the checkpoint's default task's goal image
 /// (`default_task` of `<checkpoint>/tasks.toml`), or else the first image in its goals/ folder.
 fn goal_path(cli: &Cli) -> Result<PathBuf> {
@@ -243,7 +276,7 @@ fn goal_path(cli: &Cli) -> Result<PathBuf> {
             "--goal IMAGE is required (a PNG or JPEG of the scene you want, as the camera sees it)"
         );
     }
-    let checkpoint = checkpoint_dir(cli);
+    let checkpoint = checkpoint_dir(cli)?;
     if let Some(goal) = run_sim::default_goal(&checkpoint)? {
         return Ok(goal);
     }
@@ -426,7 +459,7 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
         .with_context(|| format!("goal image {}", goal_file.display()))?;
     let rig = open_rig(cli, config)?;
     let sim_task = match &rig.sim {
-        Some(sim) => SimTask::place(&checkpoint_dir(cli), &goal_file, sim)?.map(|(task, line)| {
+        Some(sim) => SimTask::place(&checkpoint_dir(cli)?, &goal_file, sim)?.map(|(task, line)| {
             say(&line);
             task
         }),
@@ -464,6 +497,11 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     let max_steps = config.episode.max_steps;
     let options = RuntimeOptions {
         status_line: status_sink().filter(|_| !cli.no_keyboard),
+        collector: if cli.sim {
+            Collector::Simulator
+        } else {
+            Collector::Robot
+        },
         ..RuntimeOptions::default()
     };
     let unattended_hold_s = config.safety.unattended_hold_s;
@@ -691,6 +729,7 @@ fn random_checkpoint(dir: &Path, size_px: usize, device: &Device) -> Result<()> 
         episodes: 0,
         rows: 0,
         input_crop_px: None,
+        data_source: mqe::DataSource::Unknown,
     };
     agent.save_inference(dir, &meta)?;
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use camera::preprocess::{Crop, ModelView};
 use candle_core::{DType, Device, Tensor};
-use mqe::{ActionNorm, Agent, Algo, CheckpointConfig, MqeError, ObsKind};
+use mqe::{ActionNorm, Agent, Algo, CheckpointConfig, DataSource, MqeError, ObsKind};
 
 /// Bridge action length: `[dx, dy, dz, droll, dpitch, dyaw, gripper]`.
 pub const ACTION_DIM: usize = 7;
@@ -253,6 +253,8 @@ pub struct MqePolicy {
     /// The frame crop of the training data (`data.input_crop_px` of the checkpoint).
     crop: Option<Crop>,
     has_critic: bool,
+    /// Where the checkpoint's training data came from (`data.data_source`).
+    data_source: DataSource,
     /// The goal as a `[1, H, W, 3]` u8 tensor on the device, uploaded once per `set_goal`.
     goal: Option<Tensor>,
     /// psi(goal) per ensemble member (MQE only), encoded once per `set_goal`: the critic then
@@ -288,6 +290,7 @@ impl MqePolicy {
         Ok(Self {
             norm: agent.action_norm().clone(),
             has_critic: agent.model_config().algo == Algo::Mqe,
+            data_source: config.data.data_source,
             device: device.clone(),
             size_px,
             crop,
@@ -295,6 +298,11 @@ impl MqePolicy {
             goal_latent: None,
             agent,
         })
+    }
+
+    /// Where the checkpoint's training data came from (simulator, robot, ...).
+    pub fn data_source(&self) -> DataSource {
+        self.data_source
     }
 
     /// The loaded agent (architecture, action map).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bridge_data::provenance::{Collection, Collector};
 use camera::FrameSource;
 use camera::preprocess::ModelView;
 use crossbeam_channel::{Receiver, Sender};
@@ -40,6 +41,9 @@ pub struct RuntimeOptions {
     pub status_interval: Duration,
     /// Messages the recorder queue holds before it drops (and closes the episode). Default 256.
     pub recorder_queue_len: usize,
+    /// What the recordings come from, written into the session's `collection.toml`
+    /// (`bridge_data::provenance`). Default a robot; `--sim` runs say simulator.
+    pub collector: Collector,
 }
 
 impl Default for RuntimeOptions {
@@ -48,6 +52,7 @@ impl Default for RuntimeOptions {
             status_line: None,
             status_interval: Duration::from_millis(250),
             recorder_queue_len: 256,
+            collector: Collector::Robot,
         }
     }
 }
@@ -108,6 +113,7 @@ pub struct Runtime {
     threads: Threads,
     recorder: Option<Recorder>,
     session_dir: PathBuf,
+    collector: Collector,
     episodes: u64,
 }
 
@@ -147,7 +153,8 @@ impl Runtime {
                 safety: false,
             });
         };
-        let runtime = |graph| Runtime::from_graph(config.clone(), input_view, graph);
+        let collector = options.collector;
+        let runtime = |graph| Runtime::from_graph(config.clone(), input_view, collector, graph);
         match graph::spawn(&config, arm, camera, policy, settings, note_start) {
             Ok(graph) => Ok(runtime(graph)),
             Err(partial) => {
@@ -159,7 +166,12 @@ impl Runtime {
         }
     }
 
-    fn from_graph(config: RuntimeConfig, input_view: ModelView, graph: Graph) -> Runtime {
+    fn from_graph(
+        config: RuntimeConfig,
+        input_view: ModelView,
+        collector: Collector,
+        graph: Graph,
+    ) -> Runtime {
         Runtime {
             session_dir: session_dir(&config.episode.recording_dir),
             config,
@@ -174,6 +186,7 @@ impl Runtime {
             camera_stop: graph.camera_stop,
             threads: graph.threads,
             recorder: graph.recorder,
+            collector,
             episodes: 0,
         }
     }
@@ -367,6 +380,17 @@ impl Runtime {
 
     fn recording_plan(&self, episode: u64) -> Option<RecordingPlan> {
         self.recorder.as_ref()?;
+        let marker = Collection {
+            source: self.collector,
+        };
+        if let Err(e) = marker.write(&self.session_dir) {
+            // The recording itself may still work; `prepare` would count it as a robot's.
+            self.note(
+                "recorder",
+                format!("provenance marker not written: {e}"),
+                true,
+            );
+        }
         Some(RecordingPlan {
             dir: self
                 .session_dir

@@ -121,6 +121,61 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
 }
 
 #[test]
+fn a_simulator_checkpoint_is_refused_on_a_real_port_and_a_real_arm_has_no_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let goal = png(dir.path(), "goal.png", 640, 480);
+    // No U2D2 here: the port is a path that does not exist.
+    let port = dir.path().join("ttyDXL-absent");
+    let on_the_real_port = |checkpoint: Option<&Path>, extra: &[&str]| {
+        let mut command = bridge_run(dir.path());
+        command.args(["--no-keyboard", "--goal"]).arg(&goal);
+        command.arg("--port").arg(&port).args(extra);
+        if let Some(checkpoint) = checkpoint {
+            command.arg("--checkpoint").arg(checkpoint);
+        }
+        command.output().unwrap()
+    };
+
+    // The shipped demo was trained in the simulator and says so in its config.toml.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/sim-demo");
+    let output = on_the_real_port(Some(&demo), &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    assert!(
+        out.contains("trained on simulator data") && out.contains("--allow-sim-checkpoint"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("connecting to the arm"),
+        "refused before the port: {out}"
+    );
+
+    // The operator may accept it: then the run goes on to the port (absent here).
+    let output = on_the_real_port(Some(&demo), &["--allow-sim-checkpoint"]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    assert!(!out.contains("never seen a real camera"), "{out}");
+    assert!(
+        out.contains("connecting to the arm") && out.contains("ttyDXL-absent"),
+        "{out}"
+    );
+
+    // A checkpoint of unrecorded origin (random weights) is not refused for its data.
+    let random = tiny_checkpoint(dir.path());
+    let out = text(&on_the_real_port(Some(&random), &[]));
+    assert!(!out.contains("never seen a real camera"), "{out}");
+
+    // Without --sim there is no default checkpoint.
+    let output = on_the_real_port(None, &[]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    assert!(
+        out.contains("--checkpoint DIR is required on a real arm"),
+        "{out}"
+    );
+}
+
+#[test]
 fn without_a_terminal_it_refuses_to_start_unless_told() {
     let dir = tempfile::tempdir().unwrap();
     let output = bridge_run(dir.path()).args(["--sim"]).output().unwrap();
@@ -193,6 +248,13 @@ fn a_sim_run_completes_and_sigterm_parks_before_exit() {
     assert!(out.contains("recording: "), "{out}");
     let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
     assert!(log.contains("mode parking -> done"), "{log}");
+    // The recording says it came from the simulator, so a cache made of it says so too.
+    let recorded = bridge_data::raw::find_trajectories(&dir.path().join("rec")).unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        bridge_data::provenance::collector_of(&recorded[0]).unwrap(),
+        bridge_data::provenance::Collector::Simulator
+    );
 
     // A long run, stopped by SIGTERM: it parks, then exits.
     let config = fast_config(dir.path(), 1000);

@@ -108,6 +108,7 @@ fn main() -> Result<()> {
         action_norm: None,
         loader_threads: 1,
         input_crop_px: None,
+        data_source: mqe::DataSource::Unknown,
     };
     let start = Instant::now();
     let outcome = fit(&data, None, &config, &options, &Device::Cpu)?;

@@ -25,7 +25,7 @@ use bridge_data::Dataset;
 use bridge_data::{Sampler, SamplerConfig, SamplerError};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use mqe::{ActionNorm, Agent, CheckpointMeta, Metrics, MqeError};
+use mqe::{ActionNorm, Agent, CheckpointMeta, DataSource, Metrics, MqeError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ArchConfig, RunConfig};
@@ -98,6 +98,8 @@ pub struct FitOptions {
     /// The frame crop the training images were made with (the cache's `crop_px`), recorded in
     /// the checkpoint so that the runtime crops the same way.
     pub input_crop_px: Option<[u32; 4]>,
+    /// Where the training data came from, recorded in the checkpoint (`data.data_source`).
+    pub data_source: DataSource,
 }
 
 impl FitOptions {
@@ -112,6 +114,7 @@ impl FitOptions {
             action_norm: None,
             loader_threads: 1,
             input_crop_px: None,
+            data_source: DataSource::Unknown,
         }
     }
 }
@@ -217,6 +220,7 @@ pub fn fit(
         episodes: train.num_episodes() as u64,
         rows: train.len() as u64,
         input_crop_px: options.input_crop_px,
+        data_source: options.data_source,
     };
     let train_cfg = &config.train;
     let bar = progress_bar(options.progress, agent.step(), train_cfg.steps);

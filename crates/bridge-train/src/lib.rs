@@ -28,6 +28,7 @@
 //!     action_norm: None,
 //!     loader_threads: 2,
 //!     input_crop_px: None,
+//!     data_source: mqe::DataSource::Unknown,
 //! };
 //! let outcome = fit(&data, None, &config, &options, &candle_core::Device::Cpu)?;
 //! println!("trained {} steps", outcome.agent.step());

@@ -449,6 +449,9 @@ struct LoadedData {
     action_norm: Option<ActionNorm>,
     /// The cache's frame crop.
     input_crop_px: Option<[u32; 4]>,
+    /// Where the data came from (a cache counts its simulator episodes; an OGBench file is a
+    /// benchmark's).
+    data_source: mqe::DataSource,
 }
 
 fn load_data(args: &FitArgs) -> Result<LoadedData> {
@@ -481,6 +484,10 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
             traits: DataTraits::bridge(cache.manifest().settings.size_px as usize),
             action_norm: Some(action_norm),
             input_crop_px: cache.manifest().settings.crop_px,
+            data_source: mqe::DataSource::of_episodes(
+                cache.manifest().counts.simulated_episodes,
+                cache.manifest().counts.episodes,
+            ),
         });
     }
     if !path.is_file() {
@@ -499,6 +506,7 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
         traits: DataTraits::of(path, pixels),
         action_norm: None,
         input_crop_px: None,
+        data_source: mqe::DataSource::Benchmark,
     })
 }
 
@@ -533,6 +541,7 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         action_norm: data.action_norm,
         loader_threads: args.loader_threads,
         input_crop_px: data.input_crop_px,
+        data_source: data.data_source,
     };
     let dev = device(args.device)?;
     let outcome = fit(&data.train, data.val.as_ref(), &config, &options, &dev)

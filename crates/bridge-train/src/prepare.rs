@@ -28,6 +28,7 @@ use bridge_data::cache::{
     CacheError, CacheSettings, CacheWriter, Manifest, PreparedSource, PreparedTrajectory,
     SkipRecord, SourceStatus, source_fingerprint,
 };
+use bridge_data::provenance::Collector;
 use bridge_data::sources::{self, ActionRecompute, CameraLag, ReadOptions, Source};
 use bridge_data::{StoredFrame, Trajectory};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -459,7 +460,15 @@ fn prepare_source(
         failed: None,
         trajectories: Vec::new(),
         skipped: Vec::new(),
+        simulated: false,
     };
+    match bridge_data::provenance::collector_of(source.path()) {
+        Ok(collector) => prepared.simulated = collector == Collector::Simulator,
+        Err(e) => {
+            prepared.failed = Some(e.to_string());
+            return prepared;
+        }
+    }
     match read {
         Err(reason) => prepared.failed = Some(reason),
         Ok(trajectories) => {

@@ -320,6 +320,39 @@ fn changed_sources_are_reported_and_kept() {
 }
 
 #[test]
+fn episodes_of_simulator_sessions_are_counted_in_the_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let sim_session = root.path().join("sim_play/00/2026-12-03_10-00-00");
+    bridge_data::provenance::Collection {
+        source: bridge_data::provenance::Collector::Simulator,
+    }
+    .write(&sim_session)
+    .unwrap();
+    let traj = |session: &Path, i: usize| -> Arc<dyn TrajectorySource> {
+        let path = session.join(format!("raw/traj_group0/traj{i}"));
+        Arc::new(MemorySource::new(
+            path.to_string_lossy().into_owned(),
+            format!("v1-{i}"),
+            move || Ok(vec![trajectory(i, 5)]),
+        ))
+    };
+    let robot_session = root.path().join("put_spoon/00/2021-08-01_10-00-00");
+    let sources = vec![
+        traj(&sim_session, 0),
+        traj(&sim_session, 1),
+        traj(&robot_session, 2),
+    ];
+    let out = root.path().join("cache");
+    prepare(&sources, &out, &options()).unwrap();
+    let counts = Cache::open(&out).unwrap().manifest().counts.clone();
+    assert_eq!((counts.simulated_episodes, counts.episodes), (2, 3));
+    assert_eq!(
+        mqe::DataSource::of_episodes(counts.simulated_episodes, counts.episodes),
+        mqe::DataSource::Mixed
+    );
+}
+
+#[test]
 fn a_cache_of_other_settings_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let reads = Arc::new(AtomicUsize::new(0));
@@ -359,6 +392,7 @@ fn fit_on_a_cache_stores_its_action_normalisation_in_the_checkpoint() {
         action_norm: Some(norm.clone()),
         loader_threads: 2,
         input_crop_px: Some([2, 1, 36, 28]),
+        data_source: mqe::DataSource::Unknown,
         ..FitOptions::new(&out, cache_dir.display().to_string())
     };
     let outcome = fit(

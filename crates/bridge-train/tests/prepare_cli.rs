@@ -125,6 +125,9 @@ fn prepare_then_fit_on_the_fixtures_gives_a_loadable_checkpoint() {
         &norm,
         "the training trajectories' action map"
     );
+    // No collection marker in the fixtures: recorded by a robot, as BridgeData V2 is.
+    let written = mqe::CheckpointConfig::read(&out).unwrap();
+    assert_eq!(written.data.data_source, mqe::DataSource::Robot);
 
     let config = bridge_train(&["config", "--data", s(&cache)]);
     assert!(config.status.success(), "{}", text(&config));

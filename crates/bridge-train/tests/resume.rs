@@ -39,6 +39,7 @@ fn options(out: &Path, resume: Option<&Path>) -> FitOptions {
         action_norm: None,
         loader_threads: 1,
         input_crop_px: None,
+        data_source: mqe::DataSource::Unknown,
     }
 }
 

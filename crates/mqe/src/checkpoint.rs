@@ -24,6 +24,57 @@ pub const CONFIG_FILE: &str = "config.toml";
 /// Optimiser state file inside a checkpoint directory (optional).
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
+/// Where a checkpoint's training data came from. A program that drives a real robot checks it:
+/// a policy trained on simulator data has never seen a real camera or arm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    /// Not recorded (checkpoints written before the field existed, random weights).
+    #[default]
+    Unknown,
+    /// Every episode came from a simulator.
+    Simulator,
+    /// Every episode came from a real robot (BridgeData V2, a station's own recordings).
+    Robot,
+    /// Some episodes from a simulator, some from a robot.
+    Mixed,
+    /// A benchmark's dataset (OGBench), not robot data at all.
+    Benchmark,
+}
+
+impl DataSource {
+    /// The source of data with `simulated` of `episodes` episodes from a simulator.
+    pub fn of_episodes(simulated: u64, episodes: u64) -> DataSource {
+        match simulated {
+            0 => DataSource::Robot,
+            s if s >= episodes => DataSource::Simulator,
+            _ => DataSource::Mixed,
+        }
+    }
+
+    /// Whether any of the data came from a simulator.
+    pub fn includes_simulator(self) -> bool {
+        matches!(self, DataSource::Simulator | DataSource::Mixed)
+    }
+
+    /// The name used in `config.toml` (`data.data_source`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataSource::Unknown => "unknown",
+            DataSource::Simulator => "simulator",
+            DataSource::Robot => "robot",
+            DataSource::Mixed => "mixed",
+            DataSource::Benchmark => "benchmark",
+        }
+    }
+}
+
+impl std::fmt::Display for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the model was trained on, recorded for provenance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +90,9 @@ pub struct CheckpointMeta {
     /// The runtime applies the same crop to every observation and goal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_crop_px: Option<[u32; 4]>,
+    /// Where the training data came from.
+    #[serde(default)]
+    pub data_source: DataSource,
 }
 
 /// Observation description, redundant with `model.obs`, written for readers of the file.
@@ -326,5 +380,29 @@ impl Agent {
             var.set(&value)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod data_source_tests {
+    use super::DataSource;
+
+    #[test]
+    fn the_share_of_simulator_episodes_names_the_source() {
+        assert_eq!(DataSource::of_episodes(0, 10), DataSource::Robot);
+        assert_eq!(DataSource::of_episodes(10, 10), DataSource::Simulator);
+        assert_eq!(DataSource::of_episodes(3, 10), DataSource::Mixed);
+        assert!(DataSource::Mixed.includes_simulator());
+        assert!(
+            !DataSource::Unknown.includes_simulator() && !DataSource::Robot.includes_simulator()
+        );
+        let meta: super::CheckpointMeta = toml::from_str(
+            "dataset = \"d\"\nepisodes = 1\nrows = 2\ndata_source = \"simulator\"\n",
+        )
+        .unwrap();
+        assert_eq!(meta.data_source, DataSource::Simulator);
+        let older: super::CheckpointMeta =
+            toml::from_str("dataset = \"d\"\nepisodes = 1\nrows = 2\n").unwrap();
+        assert_eq!(older.data_source, DataSource::Unknown);
     }
 }

@@ -54,7 +54,7 @@ pub mod threads;
 pub use action::ActionNorm;
 pub use adam::{Adam, AdamParams};
 pub use agent::{Agent, Batch, Metrics};
-pub use checkpoint::{CheckpointConfig, CheckpointMeta, check_compatible};
+pub use checkpoint::{CheckpointConfig, CheckpointMeta, DataSource, check_compatible};
 pub use config::{Algo, EncoderKind, ModelConfig, ObsKind, TrainConfig};
 pub use device::{DeviceChoice, SelectedDevice, select_device};
 pub use error::{MqeError, Result};

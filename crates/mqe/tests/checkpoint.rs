@@ -13,6 +13,7 @@ fn meta() -> CheckpointMeta {
         episodes: 12,
         rows: 3456,
         input_crop_px: None,
+        data_source: mqe::DataSource::Robot,
     }
 }
 

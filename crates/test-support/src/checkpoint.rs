@@ -23,6 +23,7 @@ pub fn tiny_pixel_checkpoint(dir: &Path, dataset: &str) -> PathBuf {
         episodes: 0,
         rows: 0,
         input_crop_px: None,
+        data_source: mqe::DataSource::Unknown,
     };
     let checkpoint = dir.join("checkpoint");
     agent

@@ -9,6 +9,7 @@
 //! and the gripper's speed scaled together, so each step looks the same as at real time;
 //! recorded time stamps and velocities are converted back to real time).
 
+use bridge_data::provenance::{Collection, Collector};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -133,6 +134,13 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         .join("raw");
     std::fs::create_dir_all(&session_dir)
         .with_context(|| format!("creating {}", session_dir.display()))?;
+    // The session folder (the parent of raw/) says these recordings are a simulator's.
+    let marker = Collection {
+        source: Collector::Simulator,
+    };
+    if let Some(session) = session_dir.parent() {
+        marker.write(session)?;
+    }
     eprintln!(
         "collecting {} episodes of {} steps into {} with {} workers at time scale {}",
         args.episodes,

@@ -226,7 +226,10 @@ impl WorkerContext<'_> {
             arm,
             Box::new(camera),
             Box::new(policy),
-            RuntimeOptions::default(),
+            RuntimeOptions {
+                collector: bridge_data::provenance::Collector::Simulator,
+                ..RuntimeOptions::default()
+            },
         )?;
         let outcome = self.run_jobs(&rig, &mut runtime, view, &jobs);
         let parked = runtime.park_and_stop();

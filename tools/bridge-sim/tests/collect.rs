@@ -38,6 +38,11 @@ fn collected_episodes_load_through_the_raw_reader() {
             .into_owned();
         assert!(relative.starts_with("sim_play/00/"), "{relative}");
         assert!(relative.contains("/raw/traj_group0/traj"), "{relative}");
+        // The session says its recordings are a simulator's, so prepare counts them as such.
+        assert_eq!(
+            bridge_data::provenance::collector_of(dir).unwrap(),
+            bridge_data::provenance::Collector::Simulator
+        );
         let trajectory = read_trajectory(dir, &RawOptions::default()).unwrap();
         assert_eq!(trajectory.len(), STEPS + 1);
         assert_eq!(trajectory.actions.len(), STEPS);

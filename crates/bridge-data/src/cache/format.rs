@@ -175,6 +175,9 @@ pub struct Counts {
     pub failed_sources: u64,
     /// Trajectories of readable sources skipped (a corrupt frame, bad lengths, non-finite values).
     pub skipped_trajectories: u64,
+    /// Trajectories from sources a simulator recorded ([`crate::provenance`]).
+    #[serde(default)]
+    pub simulated_episodes: u64,
 }
 
 /// Something not cached, and why.
@@ -325,6 +328,9 @@ pub struct SourceEntry {
     /// Trajectories of this source left out, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkipRecord>,
+    /// Recorded by a simulator ([`crate::provenance::collector_of`] when it was read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 /// A trajectory decoded and squashed, ready to append.
@@ -355,6 +361,8 @@ pub struct PreparedSource {
     pub failed: Option<String>,
     pub trajectories: Vec<PreparedTrajectory>,
     pub skipped: Vec<SkipRecord>,
+    /// See [`SourceEntry::simulated`].
+    pub simulated: bool,
 }
 
 impl PreparedTrajectory {

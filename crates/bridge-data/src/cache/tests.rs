@@ -36,6 +36,7 @@ fn source(name: &str, trajectories: Vec<PreparedTrajectory>) -> PreparedSource {
         failed: None,
         trajectories,
         skipped: Vec::new(),
+        simulated: false,
     }
 }
 

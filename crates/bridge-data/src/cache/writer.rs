@@ -109,6 +109,7 @@ struct Recorded {
     failed: Option<String>,
     skipped: Vec<SkipRecord>,
     trajectories: u64,
+    simulated: bool,
 }
 
 impl Recorded {
@@ -119,6 +120,7 @@ impl Recorded {
             failed: entry.failed.clone(),
             skipped: entry.skipped.clone(),
             trajectories: entry.trajectories.len() as u64,
+            simulated: entry.simulated,
         }
     }
 }
@@ -230,6 +232,7 @@ impl CacheWriter {
             failed: source.failed,
             trajectories: entries,
             skipped: source.skipped,
+            simulated: source.simulated,
         };
         let journal_path = self.dir.join(JOURNAL_FILE);
         let mut line = serde_json::to_string(&entry).map_err(|e| CacheError::Journal {
@@ -319,6 +322,12 @@ impl CacheWriter {
             sources: self.statuses.len() as u64,
             failed_sources: self.statuses.iter().filter(|r| r.failed.is_some()).count() as u64,
             skipped_trajectories: self.statuses.iter().map(|r| r.skipped.len() as u64).sum(),
+            simulated_episodes: self
+                .statuses
+                .iter()
+                .filter(|r| r.simulated)
+                .map(|r| r.trajectories)
+                .sum(),
         }
     }
 
