@@ -60,4 +60,4 @@ pub use sampler::{
     BatchBuffers, IndexBatch, ObsBuffers, RoleBuffers, Sampler, SamplerConfig, SamplerError,
     sample_geometric,
 };
-pub use trajectory::{BRIDGE_DIM, StoredFrame, Trajectory};
+pub use trajectory::{BRIDGE_DIM, Outcome, StepKind, StoredFrame, Trajectory};

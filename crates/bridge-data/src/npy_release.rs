@@ -188,6 +188,8 @@ impl TrajectoryReader<'_> {
             states: observations.states,
             actions,
             language: self.language(item.get("language")),
+            step_kinds: Vec::new(),
+            outcome: None,
         })
     }
 

@@ -79,13 +79,20 @@ impl Collection {
 /// The collector of the recording at `path` (a trajectory directory or file): the nearest
 /// marker among it and its ancestors, a robot when there is none.
 pub fn collector_of(path: &Path) -> Result<Collector, ProvenanceError> {
-    for dir in path.ancestors().take(SEARCH_DEPTH + 1) {
-        let marker = dir.join(COLLECTION_FILE);
-        if marker.is_file() {
-            return Ok(Collection::read(&marker)?.source);
-        }
+    match marker_of(path) {
+        Some(marker) => Ok(Collection::read(&marker)?.source),
+        None => Ok(Collector::Robot),
     }
-    Ok(Collector::Robot)
+}
+
+/// The nearest `collection.toml` above `path` (or in it), if any: present only in sessions our
+/// own tools recorded, which always close each episode with an end record
+/// ([`crate::raw::AGENT_DATA_FILE`]).
+pub fn marker_of(path: &Path) -> Option<std::path::PathBuf> {
+    path.ancestors()
+        .take(SEARCH_DEPTH + 1)
+        .map(|dir| dir.join(COLLECTION_FILE))
+        .find(|marker| marker.is_file())
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //!     images0/im_0.jpg .. im_T.jpg   (640x480; images1.. for other cameras)
 //!     obs_dict.pkl                   dict of arrays of length T+1: full_state (7), state (7, 5 or 4),
 //!                                    qpos, qvel, joint_effort (6), eef_transform (4x4), time_stamp
-//!     policy_out.pkl                 list of T dicts, each with 'actions' (7, 5 or 4), or of T arrays
+//!     policy_out.pkl                 list of T dicts, each with 'actions' (7, 5 or 4), or of T arrays;
+//!                                    ours add 'step_kind' ("policy", "jog" or "paused")
+//!     agent_data.pkl                 dict with 'traj_ok' (the episode ran to its end); ours add
+//!                                    'end_reason', and write it last, when the episode closes
 //!     lang.txt                       the instruction (first line), optionally "confidence: ..."
 //! ```
 //!
@@ -31,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pickle::{self, NdArray, PickleError, Value, WriteError};
 use crate::sources::{self, LagSource};
-use crate::trajectory::{BRIDGE_DIM, StoredFrame, Trajectory};
+use crate::trajectory::{BRIDGE_DIM, Outcome, StepKind, StoredFrame, Trajectory};
 
 pub use crate::sources::ReadOptions as RawOptions;
 
@@ -39,6 +42,8 @@ pub use crate::sources::ReadOptions as RawOptions;
 pub const OBS_DICT_FILE: &str = "obs_dict.pkl";
 /// The pickle of actions in a trajectory directory.
 pub const POLICY_OUT_FILE: &str = "policy_out.pkl";
+/// The end record of a trajectory directory (widowx_envs writes `traj_ok` in it).
+pub const AGENT_DATA_FILE: &str = "agent_data.pkl";
 /// The language annotation in a trajectory directory.
 pub const LANGUAGE_FILE: &str = "lang.txt";
 
@@ -129,7 +134,7 @@ struct RecordedObservation {
 pub struct RawEpisodeWriter {
     dir: PathBuf,
     observations: Vec<RecordedObservation>,
-    actions: Vec<[f64; 7]>,
+    actions: Vec<([f64; 7], StepKind)>,
 }
 
 impl RawEpisodeWriter {
@@ -187,7 +192,8 @@ impl RawEpisodeWriter {
     }
 
     /// Records the action taken in the latest observation
-    /// (`[dx, dy, dz, droll, dpitch, dyaw, gripper]`). At most one action per observation.
+    /// (`[dx, dy, dz, droll, dpitch, dyaw, gripper]`), as a policy step. At most one action per
+    /// observation.
     pub fn push_action(&mut self, action: [f64; 7]) -> Result<(), RawError> {
         if self.actions.len() >= self.observations.len() {
             return Err(RawError::Invalid {
@@ -199,8 +205,22 @@ impl RawEpisodeWriter {
                 ),
             });
         }
-        self.actions.push(action);
+        self.actions.push((action, StepKind::Policy));
         Ok(())
+    }
+
+    /// Flags the latest action's step as `kind` (the operator jogged or paused during it).
+    pub fn mark_last_action(&mut self, kind: StepKind) -> Result<(), RawError> {
+        match self.actions.last_mut() {
+            Some((_, last)) => {
+                *last = kind;
+                Ok(())
+            }
+            None => Err(RawError::Invalid {
+                path: self.dir.clone(),
+                problem: format!("step flagged {} before any action", kind.as_str()),
+            }),
+        }
     }
 
     /// Rewrites obs_dict.pkl and policy_out.pkl with everything so far, atomically (tmp + rename),
@@ -226,9 +246,18 @@ impl RawEpisodeWriter {
         write_atomically(&obs_dict, &bytes)
     }
 
-    /// Flushes and returns the directory.
-    pub fn finish(mut self) -> Result<PathBuf, RawError> {
+    /// Flushes, then writes the end record (`agent_data.pkl`, last: a directory without it
+    /// was never closed) and returns the directory.
+    pub fn finish(mut self, outcome: &Outcome) -> Result<PathBuf, RawError> {
         self.flush()?;
+        let path = self.dir.join(AGENT_DATA_FILE);
+        let bytes =
+            pickle::to_vec(&agent_data_value(outcome)).map_err(|source| RawError::PickleWrite {
+                path: path.clone(),
+                what: "the end record",
+                source,
+            })?;
+        write_atomically(&path, &bytes)?;
         Ok(self.dir)
     }
 }
@@ -279,18 +308,35 @@ fn obs_dict_value(observations: &[RecordedObservation]) -> Value {
     ])
 }
 
-fn policy_out_value(actions: &[[f64; 7]]) -> Value {
+fn policy_out_value(actions: &[([f64; 7], StepKind)]) -> Value {
     Value::List(
         actions
             .iter()
-            .map(|action| {
-                Value::Dict(vec![(
-                    Value::Str("actions".into()),
-                    Value::Array(NdArray::from_f64(vec![7], action)),
-                )])
+            .map(|(action, kind)| {
+                Value::Dict(vec![
+                    (
+                        Value::Str("actions".into()),
+                        Value::Array(NdArray::from_f64(vec![7], action)),
+                    ),
+                    (
+                        Value::Str("step_kind".into()),
+                        Value::Str(kind.as_str().into()),
+                    ),
+                ])
             })
             .collect(),
     )
+}
+
+fn agent_data_value(outcome: &Outcome) -> Value {
+    let (traj_ok, reason) = match outcome {
+        Outcome::Completed => (true, "completed"),
+        Outcome::Aborted { reason } => (false, reason.as_str()),
+    };
+    Value::Dict(vec![
+        (Value::Str("traj_ok".into()), Value::Bool(traj_ok)),
+        (Value::Str("end_reason".into()), Value::Str(reason.into())),
+    ])
 }
 
 /// Reads one raw trajectory directory (the reader tolerates T+1 or T observations for T actions,
@@ -300,7 +346,8 @@ fn policy_out_value(actions: &[[f64; 7]]) -> Value {
 /// one action fewer. Frames beyond that (written before a crash interrupted a flush) are ignored.
 pub fn read_trajectory(dir: &Path, options: &RawOptions) -> Result<Trajectory, RawError> {
     let states = read_states(&dir.join(OBS_DICT_FILE))?;
-    let actions = read_actions(&dir.join(POLICY_OUT_FILE))?;
+    let (actions, mut step_kinds) = read_actions(&dir.join(POLICY_OUT_FILE))?;
+    let outcome = read_outcome(dir)?;
     let observation_count = states.len().min(actions.len() + 1);
     let camera_dir = dir.join(format!("images{}", options.camera));
     let frames = (0..observation_count)
@@ -320,6 +367,11 @@ pub fn read_trajectory(dir: &Path, options: &RawOptions) -> Result<Trajectory, R
         states: states[..observation_count].to_vec(),
         actions: actions[..observation_count.saturating_sub(1)].to_vec(),
         language: read_language(&dir.join(LANGUAGE_FILE))?,
+        step_kinds: {
+            step_kinds.truncate(observation_count.saturating_sub(1));
+            step_kinds
+        },
+        outcome,
     };
     let lag = LagSource::DatedPath(dir);
     let trajectory = sources::apply_options(trajectory, options, lag);
@@ -389,7 +441,9 @@ fn read_states(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
 /// of its mode: 5-d `[dx, dy, dz, dyaw, grip]` in `3trans1rot` and 4-d `[dx, dy, dz, grip]` in
 /// `3trans`; these are widened the way its `step()` widens them before executing, with zero
 /// roll and pitch (and yaw).
-fn read_actions(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
+///
+/// Also the steps' `step_kind` flags, all or none (empty when the recording has none).
+fn read_actions(path: &Path) -> Result<(Vec<[f32; BRIDGE_DIM]>, Vec<StepKind>), RawError> {
     let root = read_pickle(path)?;
     let steps = root.as_sequence().ok_or_else(|| {
         field_error(
@@ -398,7 +452,7 @@ fn read_actions(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
             format!("expected a list, found {}", root.type_name()),
         )
     })?;
-    steps
+    let actions = steps
         .iter()
         .enumerate()
         .map(|(i, step)| {
@@ -410,7 +464,87 @@ fn read_actions(path: &Path) -> Result<Vec<[f32; BRIDGE_DIM]>, RawError> {
                 .ok_or_else(|| field_error(path, field.clone(), "missing or not an ndarray"))?;
             widened_action(array).map_err(|problem| field_error(path, field, problem))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let flagged = steps
+        .iter()
+        .filter(|s| s.get("step_kind").is_some())
+        .count();
+    if flagged == 0 {
+        return Ok((actions, Vec::new()));
+    }
+    let kinds = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let field = format!("[{i}]['step_kind']");
+            let text = step
+                .get("step_kind")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    field_error(
+                        path,
+                        &field,
+                        format!(
+                            "missing or not a string ({flagged} of {} steps are flagged)",
+                            steps.len()
+                        ),
+                    )
+                })?;
+            StepKind::parse(text).ok_or_else(|| {
+                field_error(
+                    path,
+                    &field,
+                    format!("{text:?}; expected \"policy\", \"jog\" or \"paused\""),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((actions, kinds))
+}
+
+/// How the episode ended, from `agent_data.pkl` (`traj_ok`, and our `end_reason`). Without the
+/// file: aborted when our own tools recorded the session (they always close an episode with it,
+/// so the process was killed), unknown otherwise (Bridge's converter does not need it either).
+fn read_outcome(dir: &Path) -> Result<Option<Outcome>, RawError> {
+    let path = dir.join(AGENT_DATA_FILE);
+    let ours = crate::provenance::marker_of(dir).is_some();
+    if !path.is_file() {
+        return Ok(ours.then(|| Outcome::Aborted {
+            reason: format!(
+                "no end record ({AGENT_DATA_FILE}): the recording never closed (the process was killed or crashed)"
+            ),
+        }));
+    }
+    let root = match read_pickle(&path) {
+        Ok(root) => root,
+        Err(e) if ours => return Err(e),
+        // Another stack's agent data may hold objects we need not understand.
+        Err(_) => return Ok(None),
+    };
+    let traj_ok = match root.get("traj_ok") {
+        Some(Value::Bool(ok)) => *ok,
+        Some(Value::Int(v)) => *v != 0,
+        Some(other) => {
+            return Err(field_error(
+                &path,
+                "traj_ok",
+                format!("expected a bool, found {}", other.type_name()),
+            ));
+        }
+        None if ours => return Err(field_error(&path, "traj_ok", "missing")),
+        None => return Ok(None),
+    };
+    Ok(Some(if traj_ok {
+        Outcome::Completed
+    } else {
+        let reason = root
+            .get("end_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("traj_ok is False");
+        Outcome::Aborted {
+            reason: reason.to_string(),
+        }
+    }))
 }
 
 /// One recorded action of any widowx_envs action mode as a 7-d Bridge action.

@@ -268,6 +268,8 @@ pub(crate) fn apply_options(
         trajectory.frames.remove(0);
         trajectory.states.remove(0);
         trajectory.actions.pop();
+        let actions = trajectory.actions.len();
+        trajectory.step_kinds.truncate(actions);
     }
     recompute_actions(&mut trajectory, options.recompute_actions);
     if options.binarize_gripper {

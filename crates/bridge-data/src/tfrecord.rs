@@ -280,6 +280,8 @@ pub fn decode_episode(
         states,
         actions,
         language,
+        step_kinds: Vec::new(),
+        outcome: None,
     };
     Ok(sources::apply_options(
         trajectory,

@@ -5,10 +5,10 @@ mod readers_common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bridge_data::StoredFrame;
 use bridge_data::pickle::{self, PickleErrorKind, Value};
 use bridge_data::raw::{self, RawEpisodeWriter, RawError, RawOptions, RawStep};
 use bridge_data::sources::{ActionRecompute, CameraLag};
+use bridge_data::{Outcome, StepKind, StoredFrame};
 use readers_common::*;
 use serde_json::Value as Json;
 use widowx::pose::rotation_from_rpy;
@@ -438,7 +438,7 @@ fn writer_round_trip_recovers_every_array() {
             writer.push_action(action(t)).unwrap();
         }
     }
-    assert_eq!(writer.finish().unwrap(), dir);
+    assert_eq!(writer.finish(&Outcome::Completed).unwrap(), dir);
 
     let trajectory = raw::read_trajectory(&dir, &RawOptions::default()).unwrap();
     let states: Vec<[f32; 7]> = (0..4).map(|t| as_f32(step(t, Vec::new()).state)).collect();
@@ -515,7 +515,7 @@ fn writer_refuses_misuse() {
     writer
         .push_observation(&step(0, fixture_jpegs()[0].clone()))
         .unwrap();
-    writer.finish().unwrap();
+    writer.finish(&Outcome::Completed).unwrap();
     assert_error_names(
         RawEpisodeWriter::create(&dir, None),
         &["obs_dict.pkl", "already exists"],
@@ -525,4 +525,62 @@ fn writer_refuses_misuse() {
         raw::read_trajectory(&dir, &RawOptions::default()),
         &["traj0", "no transition"],
     );
+}
+
+#[test]
+fn step_flags_and_end_records_round_trip_and_an_unclosed_recording_of_ours_is_aborted() {
+    let temp = tempfile::tempdir().unwrap();
+    let session = temp.path().join("task/00/2026-12-03_10-00-00");
+    let jpegs = fixture_jpegs();
+    let record = |dir: &Path, outcome: Option<Outcome>| {
+        let mut writer = RawEpisodeWriter::create(dir, None).unwrap();
+        for (t, jpeg) in jpegs.iter().enumerate() {
+            writer.push_observation(&step(t, jpeg.clone())).unwrap();
+            if t < 3 {
+                writer.push_action(action(t)).unwrap();
+            }
+            if t == 1 {
+                writer.mark_last_action(StepKind::Paused).unwrap();
+            }
+        }
+        match outcome {
+            Some(outcome) => {
+                writer.finish(&outcome).unwrap();
+            }
+            None => writer.flush().unwrap(), // killed before closing
+        }
+    };
+    // Bridge's own recordings (no collection.toml): no end record says nothing.
+    let theirs = session.join("raw/traj_group0/traj0");
+    record(&theirs, None);
+    let t = raw::read_trajectory(&theirs, &RawOptions::default()).unwrap();
+    assert_eq!(t.outcome, None);
+    assert_eq!(
+        t.step_kinds,
+        vec![StepKind::Policy, StepKind::Paused, StepKind::Policy]
+    );
+    // Ours: the session has a provenance marker, so an unclosed episode was killed.
+    bridge_data::provenance::Collection {
+        source: bridge_data::provenance::Collector::Robot,
+    }
+    .write(&session)
+    .unwrap();
+    let t = raw::read_trajectory(&theirs, &RawOptions::default()).unwrap();
+    assert!(
+        matches!(&t.outcome, Some(Outcome::Aborted { reason }) if reason.contains("never closed")),
+        "{:?}",
+        t.outcome
+    );
+    let completed = session.join("raw/traj_group0/traj1");
+    record(&completed, Some(Outcome::Completed));
+    let t = raw::read_trajectory(&completed, &RawOptions::default()).unwrap();
+    assert_eq!(t.outcome, Some(Outcome::Completed));
+    let stopped = session.join("raw/traj_group0/traj2");
+    record(&stopped, Some(Outcome::aborted("operator (emergency)")));
+    let t = raw::read_trajectory(&stopped, &RawOptions::default()).unwrap();
+    assert_eq!(t.outcome, Some(Outcome::aborted("operator (emergency)")));
+    // The end record is what widowx_envs writes: a dict with traj_ok.
+    let agent_data =
+        pickle::from_slice(&fs::read(stopped.join(raw::AGENT_DATA_FILE)).unwrap()).unwrap();
+    assert_eq!(agent_data.get("traj_ok"), Some(&Value::Bool(false)));
 }

@@ -346,7 +346,10 @@ impl Control {
 
     fn drain_operator(&mut self, now: Instant) {
         while let Ok(command) = self.links.operator.try_recv() {
-            self.input(Input::Operator(command), None, now);
+            let mode = self.machine.mode();
+            if !self.input(Input::Operator(command), None, now) {
+                self.event(ControlEvent::Ignored { command, mode });
+            }
         }
     }
 
@@ -355,6 +358,9 @@ impl Control {
         let Some(transition) = self.machine.handle(input) else {
             return false;
         };
+        if transition.from == Mode::Running && transition.to == Mode::Paused {
+            self.status.interventions.pauses += 1;
+        }
         if transition.to == Mode::Running && transition.from != Mode::Running {
             // The watchdogs start counting when the policy (re)gains control.
             self.running_since = now;
@@ -407,8 +413,10 @@ impl Control {
             Effect::ToggleGripper => {
                 let closed = !self.gripper.is_closed();
                 self.gripper.set_closed(closed);
+                self.status.interventions.jogs += 1;
             }
             Effect::RebootFaulted => self.reboot_faulted(),
+            Effect::Resume => self.resume_after_park(),
         }
     }
 
@@ -465,6 +473,7 @@ impl Control {
     }
 
     fn move_to_start(&mut self, now: Instant) {
+        self.status.resume_requested = false;
         self.ensure_torque();
         self.faulted = [false; ARM_JOINTS];
         self.gripper.set_closed(false);
@@ -506,8 +515,21 @@ impl Control {
                 self.commanded = step.pose;
                 self.commanded_joints = step.joints_rad;
                 self.set_target(step.joints_rad, self.config.control.jog_move_time_s);
+                self.status.interventions.jogs += 1;
             }
             Err(refused) => self.event(ControlEvent::StepRefused { refused, jog: true }),
+        }
+    }
+
+    /// Space after a park: the runtime may run again, unless a servo still reports a hardware
+    /// error (b reboots it first).
+    fn resume_after_park(&mut self) {
+        let still_faulted = self.faulted.iter().position(|&f| f);
+        match still_faulted {
+            Some(index) => self.event(ControlEvent::ResumeRefused {
+                joint: widowx::joints::Joint::ALL[index],
+            }),
+            None => self.status.resume_requested = true,
         }
     }
 

@@ -21,7 +21,9 @@ use bridge_run::config::{RuntimeConfig, WORKSPACE_CALIBRATION_FILE};
 use bridge_run::keyboard::{self, Keyboard};
 use bridge_run::modes::{EpisodeEnd, Mode, OperatorCommand};
 use bridge_run::policy::{GoalImage, MqePolicy, Policy};
-use bridge_run::runtime::{Runtime, RuntimeOptions};
+use bridge_run::record::RunRecord;
+use bridge_run::runtime::{AfterPark, Runtime, RuntimeOptions};
+use bridge_run::supervisor::Fault;
 use camera::FrameSource;
 use candle_core::Device;
 use clap::{Parser, Subcommand};
@@ -502,6 +504,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         } else {
             Collector::Robot
         },
+        run_record: RunRecord::of_process(&checkpoint_dir(cli)?),
         ..RuntimeOptions::default()
     };
     let unattended_hold_s = config.safety.unattended_hold_s;
@@ -513,7 +516,13 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         say(keyboard::HELP);
         Some(Keyboard::start(runtime.commands()).context("starting the keyboard override")?)
     };
-    let end = run_episodes(cli, &mut runtime, &goal, max_steps, sim_task.as_ref());
+    let episodes = Episodes {
+        goal: &goal,
+        max_steps,
+        sim_task: sim_task.as_ref(),
+        keyboard: keyboard.is_some(),
+    };
+    let end = run_episodes(cli, &mut runtime, &episodes);
     let settled = settle_hold(&runtime, keyboard.is_some(), unattended_hold_s);
     let before_stop = runtime.status().mode;
     let stopped = runtime.park_and_stop();
@@ -571,23 +580,33 @@ impl RunEnd {
     }
 }
 
-/// Runs the episodes until one does not run to its end; with a sim task, each starts from the
-/// task's start scene and is judged at its end.
-fn run_episodes(
-    cli: &Cli,
-    runtime: &mut Runtime,
-    goal: &GoalImage,
+/// What each episode of a run is asked to do.
+struct Episodes<'a> {
+    goal: &'a GoalImage,
     max_steps: usize,
-    sim_task: Option<&SimTask>,
-) -> Result<RunEnd> {
+    /// With --sim and a task: reset its blocks before each episode but the first, judge after.
+    sim_task: Option<&'a SimTask>,
+    /// An operator is at the keyboard (after a park they may reboot a servo and resume).
+    keyboard: bool,
+}
+
+/// Runs the episodes until one does not run to its end; with a sim task, each starts from the
+/// task's start scene and is judged at its end. After a servo's hardware error parks the arm,
+/// an operator at the keyboard may reboot it and run the episode again; the run still ends
+/// with the fault's exit code.
+fn run_episodes(cli: &Cli, runtime: &mut Runtime, plan: &Episodes<'_>) -> Result<RunEnd> {
     let mut missed = 0;
-    for episode in 0..cli.episodes {
-        if let Some(task) = sim_task
-            && episode > 0
+    let mut faulted = false;
+    let mut completed = 0;
+    let mut started = 0;
+    while completed < cli.episodes {
+        if let Some(task) = plan.sim_task
+            && started > 0
         {
             task.reset_blocks()?;
         }
-        let report = match runtime.run_episode(goal, max_steps) {
+        started += 1;
+        let report = match runtime.run_episode(plan.goal, plan.max_steps) {
             Ok(report) => report,
             Err(bridge_run::RunError::Stopped { .. }) => return Ok(RunEnd::OperatorAbort),
             Err(e) => return Err(e.into()),
@@ -601,19 +620,48 @@ fn run_episodes(
         }
         let end = RunEnd::of_episode(report.end, report.fault.is_some());
         if end != RunEnd::Completed {
+            if plan.keyboard && parked_by_a_servo_error(runtime, report.fault.as_ref()) {
+                faulted = true;
+                if offer_reboot(runtime)? == AfterPark::Resume {
+                    continue;
+                }
+            }
             return Ok(end);
         }
-        if let Some(task) = sim_task {
+        completed += 1;
+        if let Some(task) = plan.sim_task {
             let (reached, line) = task.judge();
             say(&line);
             missed += usize::from(!reached);
         }
     }
-    Ok(if missed > 0 {
+    Ok(if faulted {
+        RunEnd::Fault
+    } else if missed > 0 {
         RunEnd::GoalNotReached
     } else {
         RunEnd::Completed
     })
+}
+
+/// Whether a servo's hardware error ended the episode and the arm is parked, torque off.
+fn parked_by_a_servo_error(runtime: &Runtime, fault: Option<&Fault>) -> bool {
+    matches!(fault, Some(Fault::Hardware { .. })) && runtime.status().mode == Mode::Done
+}
+
+/// Tells the operator the arm is parked after a servo error and waits for their choice.
+fn offer_reboot(runtime: &Runtime) -> Result<AfterPark> {
+    say(
+        "bridge-run: parked, torque off, after the servo error above. b: reboot the faulted servo; \
+         then space: run the episode again, or q: quit",
+    );
+    let choice = runtime
+        .await_operator_after_park()
+        .context("waiting for the operator after the park")?;
+    if choice == AfterPark::Resume {
+        say("bridge-run: resuming: the episode runs again from the start pose");
+    }
+    Ok(choice)
 }
 
 /// After a fault or an emergency the arm holds where it stopped, torque on, and only the

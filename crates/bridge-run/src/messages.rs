@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bridge_data::raw::RawStep;
+use bridge_data::{Outcome, StepKind};
 use crossbeam_channel::Sender;
 use widowx::bridge::{BridgeAction, Clipped, CommandedPose};
 use widowx::joints::ARM_JOINTS;
 use widowx_driver::{JointState, ServoRef};
 
 use crate::action::StepRefused;
-use crate::modes::{EpisodeEnd, Mode, Transition};
+use crate::modes::{EpisodeEnd, Mode, OperatorCommand, Transition};
 use crate::policy::GoalImage;
 use crate::supervisor::Fault;
 
@@ -89,6 +90,32 @@ pub struct ControlStatus {
     pub overruns: u64,
     /// Events the monitor channel could not take.
     pub dropped_events: u64,
+    /// What the operator has done since the runtime started (the recorder flags steps with it).
+    pub interventions: Interventions,
+    /// The operator pressed space after a park (Done): run again. Cleared by the next reset.
+    pub resume_requested: bool,
+}
+
+/// Counts of operator actions, compared between two policy steps to flag the step between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interventions {
+    /// Jogs and gripper toggles carried out.
+    pub jogs: u64,
+    /// Pauses of a running episode.
+    pub pauses: u64,
+}
+
+impl Interventions {
+    /// How the step between `self` (when its action was taken) and `now` is flagged.
+    pub fn step_kind_until(self, now: Interventions) -> StepKind {
+        if now.jogs != self.jogs {
+            StepKind::Jog
+        } else if now.pauses != self.pauses {
+            StepKind::Paused
+        } else {
+            StepKind::Policy
+        }
+    }
 }
 
 impl ControlStatus {
@@ -112,6 +139,8 @@ impl ControlStatus {
             ticks: 0,
             overruns: 0,
             dropped_events: 0,
+            interventions: Interventions::default(),
+            resume_requested: false,
         }
     }
 
@@ -187,6 +216,15 @@ pub enum ControlEvent {
         ok: bool,
     },
     NothingToReboot,
+    /// Space after a park while `joint`'s servo still reports a hardware error.
+    ResumeRefused {
+        joint: widowx::joints::Joint,
+    },
+    /// An operator key the current mode does not take.
+    Ignored {
+        command: OperatorCommand,
+        mode: Mode,
+    },
     DriverFailed {
         what: &'static str,
         servo: Option<ServoRef>,
@@ -211,9 +249,10 @@ pub enum PolicyRequest {
         max_steps: usize,
         recording: Option<RecordingPlan>,
     },
-    /// Stop acting; record the final observation.
+    /// Stop acting; record the final observation and close the recording with `outcome`.
     Stop {
         episode: u64,
+        outcome: Outcome,
     },
     Exit,
 }
@@ -312,6 +351,8 @@ pub enum RecorderMsg {
     Observation(RawStep),
     /// The action taken in the latest observation.
     Action(BridgeAction),
-    /// Closes the open episode (final flush).
-    EndEpisode,
+    /// The operator acted during the latest action's step (sent before the next observation).
+    MarkLastAction(StepKind),
+    /// Closes the open episode (final flush) with its end record.
+    EndEpisode(Outcome),
 }

@@ -29,6 +29,16 @@ pub enum Axis {
     Z,
 }
 
+impl fmt::Display for Axis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Axis::X => "x",
+            Axis::Y => "y",
+            Axis::Z => "z",
+        })
+    }
+}
+
 /// What the operator asks for (keyboard keys, or injected by tests and other front ends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperatorCommand {
@@ -53,7 +63,7 @@ impl fmt::Display for OperatorCommand {
         match self {
             OperatorCommand::TogglePause => f.write_str("pause/resume"),
             OperatorCommand::Jog { axis, positive } => {
-                write!(f, "jog {}{axis:?}", if *positive { "+" } else { "-" })
+                write!(f, "jog {}{axis}", if *positive { "+" } else { "-" })
             }
             OperatorCommand::ToggleGripper => f.write_str("toggle gripper"),
             OperatorCommand::Emergency => f.write_str("emergency"),
@@ -154,6 +164,16 @@ pub enum Response {
     EmergencyHold,
 }
 
+impl fmt::Display for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Response::Hold => "hold",
+            Response::Park => "park",
+            Response::EmergencyHold => "emergency hold",
+        })
+    }
+}
+
 /// Everything that can change the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Input {
@@ -195,6 +215,52 @@ pub enum Effect {
     },
     ToggleGripper,
     RebootFaulted,
+    /// Space when parked: the operator lets the runtime run again (refused while a servo still
+    /// reports a hardware error).
+    Resume,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::None => f.write_str("nothing to do"),
+            Effect::Hold => f.write_str("hold"),
+            Effect::FreezeAtMeasured => f.write_str("freeze where the arm is"),
+            Effect::TorqueOff => f.write_str("torque off"),
+            Effect::MoveToStart => f.write_str("move to the start pose"),
+            Effect::MoveToPark => f.write_str("move to the sleep pose"),
+            Effect::Jog { axis, positive } => {
+                write!(f, "jog {}{axis}", if *positive { "+" } else { "-" })
+            }
+            Effect::ToggleGripper => f.write_str("toggle the gripper"),
+            Effect::RebootFaulted => f.write_str("reboot the faulted servos"),
+            Effect::Resume => f.write_str("resume"),
+        }
+    }
+}
+
+/// Why `mode` does not take `command`, in a few words for the status line (the operator
+/// pressed a key that did nothing).
+pub fn ignored_because(mode: Mode, command: OperatorCommand) -> &'static str {
+    use Mode::*;
+    use OperatorCommand as Op;
+    match (mode, command) {
+        (EmergencyHold | FaultHold, Op::TogglePause) => {
+            "the arm holds after a fault; h park, q park and quit, e torque off"
+        }
+        (Running, Op::Jog { .. } | Op::ToggleGripper) => "pause first (space)",
+        (MovingToStart | Parking, _) => "wait until the arm has arrived",
+        (EmergencyHold, Op::Jog { .. } | Op::ToggleGripper) => {
+            "the arm is frozen in an emergency hold; h park, q park and quit, e torque off"
+        }
+        (Done | TorqueOff, Op::Jog { .. } | Op::ToggleGripper) => "torque is off",
+        (Done | TorqueOff, Op::Emergency) => "torque is already off",
+        (Done, Op::Park) => "already parked",
+        (TorqueOff, Op::Park | Op::TogglePause) => "torque is off where the arm stands; q quits",
+        (_, Op::RebootFaulted) => "park first (h): servos reboot only with torque off",
+        (Idle, Op::TogglePause) => "no episode is running",
+        _ => "not in this mode",
+    }
 }
 
 /// Why an episode ended.
@@ -315,6 +381,7 @@ impl ModeMachine {
                 (mode, Effect::ToggleGripper)
             }
             (Done | TorqueOff, Input::Operator(Op::RebootFaulted)) => (mode, Effect::RebootFaulted),
+            (Done, Input::Operator(Op::TogglePause)) => (Done, Effect::Resume),
             // Faults: EmergencyHold, TorqueOff and Done are already as safe as it gets; a
             // FaultHold only tightens to an emergency freeze, it never moves by itself.
             (Idle | MovingToStart | Running | Paused, Input::Fault(Response::Hold)) => {

@@ -257,7 +257,9 @@ fn is_safety(event: &ControlEvent) -> bool {
         | ControlEvent::ActionApplied { .. }
         | ControlEvent::Gripper { .. }
         | ControlEvent::Rebooted { .. }
-        | ControlEvent::NothingToReboot => false,
+        | ControlEvent::NothingToReboot
+        | ControlEvent::ResumeRefused { .. }
+        | ControlEvent::Ignored { .. } => false,
     }
 }
 
@@ -273,14 +275,14 @@ pub fn describe(event: &ControlEvent) -> String {
                 (Input::Begin, None) => "runtime: the policy drives".to_string(),
                 (Input::EpisodeComplete, None) => "the policy took its last step".to_string(),
                 (Input::Reached, None) => "planned move arrived".to_string(),
-                (Input::Fault(response), None) => format!("fault ({response:?})"),
+                (Input::Fault(response), None) => format!("fault ({response})"),
                 (Input::Unattended, None) => {
                     "no operator: the unattended hold ran out, torque off where it stands"
                         .to_string()
                 }
             };
             let mut text = if transition.from == transition.to {
-                format!("mode {} ({cause}): {:?}", transition.to, transition.effect)
+                format!("mode {} ({cause}): {}", transition.to, transition.effect)
             } else {
                 format!("mode {} -> {} ({cause})", transition.from, transition.to)
             };
@@ -326,6 +328,15 @@ pub fn describe(event: &ControlEvent) -> String {
             }
         }
         ControlEvent::NothingToReboot => "no servo reports a hardware error".to_string(),
+        ControlEvent::ResumeRefused { joint } => format!(
+            "not resuming: the {joint} servo still reports a hardware error; press b to reboot it"
+        ),
+        ControlEvent::Ignored { command, mode } => {
+            format!(
+                "{command}: {}",
+                crate::modes::ignored_because(*mode, *command)
+            )
+        }
         ControlEvent::DriverFailed { what, servo } => match servo {
             Some(servo) => format!("{what} failed on {servo}"),
             None => format!("{what} failed"),

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bridge_data::raw::RawStep;
+use bridge_data::{Outcome, StepKind};
 use camera::Frame;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use widowx::bridge::{BridgeAction, bridge_state, gripper_open_fraction};
@@ -21,8 +22,8 @@ use widowx_driver::Effort;
 
 use crate::config::RuntimeConfig;
 use crate::messages::{
-    ControlStatus, MonitorMsg, PolicyAction, PolicyReport, PolicyRequest, PolicyStatus,
-    RecorderMsg, RecordingPlan, StepRecord,
+    ControlStatus, Interventions, MonitorMsg, PolicyAction, PolicyReport, PolicyRequest,
+    PolicyStatus, RecorderMsg, RecordingPlan, StepRecord,
 };
 
 use crate::frames::FrameSlot;
@@ -50,6 +51,8 @@ struct Active {
     steps: usize,
     next_tick: Instant,
     recording: Option<PathBuf>,
+    /// The operator's actions counted when the last recorded action was taken.
+    interventions_at_action: Option<Interventions>,
     /// Last reason a step was skipped (reported once per run of skips).
     skipping: Option<&'static str>,
 }
@@ -99,13 +102,16 @@ impl PolicyThread {
                     recording,
                 }) => {
                     if let Some(old) = active.take() {
-                        self.stop(old);
+                        self.stop(
+                            old,
+                            Outcome::aborted("a new episode started before this one ended"),
+                        );
                     }
                     active = self.start(episode, &goal, max_steps, recording);
                 }
-                Ok(PolicyRequest::Stop { episode }) => {
+                Ok(PolicyRequest::Stop { episode, outcome }) => {
                     if let Some(a) = active.take_if(|a| a.episode == episode) {
-                        self.stop(a);
+                        self.stop(a, outcome);
                     }
                 }
                 Ok(PolicyRequest::Exit) | Err(RecvTimeoutError::Disconnected) => break,
@@ -122,7 +128,10 @@ impl PolicyThread {
             }
         }
         if let Some(a) = active.take() {
-            self.stop(a);
+            self.stop(
+                a,
+                Outcome::aborted("the runtime stopped before the episode ended"),
+            );
         }
     }
 
@@ -173,21 +182,23 @@ impl PolicyThread {
             steps: 0,
             next_tick: Instant::now(),
             recording,
+            interventions_at_action: None,
             skipping: None,
         })
     }
 
-    fn stop(&mut self, active: Active) {
+    fn stop(&mut self, mut active: Active, outcome: Outcome) {
         if active.recording.is_some() {
             // The final observation (T+1 for T actions), as the Bridge stack records it; a
             // stale frame (stalled camera) is left out rather than recorded as current.
             let fresh =
                 |f: &Arc<Frame>| f.captured_at.elapsed().as_secs_f64() <= self.max_frame_age_s;
+            let status = self.links.control.get();
+            self.mark_last_action(&mut active, &status);
             if let Some(frame) = self.links.frames.latest().filter(fresh) {
-                let status = self.links.control.get();
                 self.record_observation(&frame, &status);
             }
-            self.send_to_recorder(RecorderMsg::EndEpisode);
+            self.send_to_recorder(RecorderMsg::EndEpisode(outcome));
         }
         let _ = self.links.reports.send(PolicyReport::Stopped {
             episode: active.episode,
@@ -267,14 +278,27 @@ impl PolicyThread {
             obs_model_rgb: self.obs.clone(),
         }));
         if active.recording.is_some() && output.is_finite() {
+            self.mark_last_action(active, &status);
             self.record_observation(&frame, &status);
             self.send_to_recorder(RecorderMsg::Action(BridgeAction::from_array(action)));
+            active.interventions_at_action = Some(status.interventions);
         }
         if active.steps == active.max_steps {
             let _ = self.links.reports.send(PolicyReport::Finished {
                 episode: active.episode,
                 steps: active.steps,
             });
+        }
+    }
+
+    /// Flags the last recorded action's step when the operator jogged or paused since it was
+    /// taken (before the observation that ends the step is recorded).
+    fn mark_last_action(&self, active: &mut Active, status: &ControlStatus) {
+        if let Some(at_action) = active.interventions_at_action.take() {
+            let kind = at_action.step_kind_until(status.interventions);
+            if kind != StepKind::Policy {
+                self.send_to_recorder(RecorderMsg::MarkLastAction(kind));
+            }
         }
     }
 

@@ -8,8 +8,11 @@
 //!
 //! A dropped message would misalign observations and actions, so an episode that loses one is
 //! closed at that point (what is on disk stays consistent and loadable) and the rest of it is
-//! skipped; [`RecorderError::Truncated`] says so. Write errors (disk full, permission) are
-//! reported through [`Recorder::take_errors`] and the summary; the thread never panics on them.
+//! skipped; [`RecorderError::Truncated`] says so. Every episode closes with an end record
+//! (`agent_data.pkl`): completed only on [`RecorderMsg::EndEpisode`] with
+//! [`Outcome::Completed`]; truncated, replaced or shut-down episodes say they were aborted.
+//! Write errors (disk full, permission) are reported through [`Recorder::take_errors`] and the
+//! summary; the thread never panics on them.
 //!
 //! ```no_run
 //! use bridge_run::messages::RecorderMsg;
@@ -18,7 +21,7 @@
 //! let tx = recorder.sender();
 //! tx.try_send(RecorderMsg::StartEpisode { dir: "rec/traj0".into(), language: None });
 //! // ... Observation, Action, Observation, Action, ...
-//! tx.try_send(RecorderMsg::EndEpisode);
+//! tx.try_send(RecorderMsg::EndEpisode(bridge_data::Outcome::Completed));
 //! let summary = recorder.shutdown().expect("recorder thread");
 //! println!("{} episodes, {} messages dropped", summary.episodes.len(), summary.dropped);
 //! ```
@@ -29,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bridge_data::Outcome;
 use bridge_data::raw::{RawEpisodeWriter, RawError};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -264,7 +268,9 @@ impl Worker {
                 Control::Shutdown => break,
             }
         }
-        self.close();
+        self.close(Outcome::aborted(
+            "the runtime stopped before the episode ended",
+        ));
         self.summary.dropped = dropped.load(Ordering::Acquire);
         self.summary
     }
@@ -278,7 +284,9 @@ impl Worker {
     fn handle(&mut self, msg: RecorderMsg) {
         match msg {
             RecorderMsg::StartEpisode { dir, language } => {
-                self.close();
+                self.close(Outcome::aborted(
+                    "a new episode started before this one ended",
+                ));
                 match RawEpisodeWriter::create(&dir, language.as_deref()) {
                     Ok(writer) => self.state = EpisodeState::Recording(writer),
                     Err(source) => {
@@ -298,7 +306,8 @@ impl Worker {
                 self.write(|w| w.push_action(action.to_array()).and_then(|()| w.flush()));
                 self.summary.actions += u64::from(self.is_recording());
             }
-            RecorderMsg::EndEpisode => self.close(),
+            RecorderMsg::MarkLastAction(kind) => self.write(|w| w.mark_last_action(kind)),
+            RecorderMsg::EndEpisode(outcome) => self.close(outcome),
         }
     }
 
@@ -318,7 +327,7 @@ impl Worker {
                 dir,
                 source: Box::new(source),
             });
-            self.close();
+            self.close(Outcome::aborted("the recording failed to write"));
             self.state = EpisodeState::Skipping;
         }
     }
@@ -332,18 +341,20 @@ impl Worker {
                 actions: writer.action_count(),
             };
             self.report(error);
-            self.close();
+            self.close(Outcome::aborted(
+                "recording truncated: the recorder queue was full and messages were dropped",
+            ));
             self.state = EpisodeState::Skipping;
         }
     }
 
-    /// Final flush of the open episode, if any.
-    fn close(&mut self) {
+    /// Final flush of the open episode, if any, with its end record.
+    fn close(&mut self, outcome: Outcome) {
         if let EpisodeState::Recording(writer) =
             std::mem::replace(&mut self.state, EpisodeState::Idle)
         {
             let dir = writer.dir().to_path_buf();
-            match writer.finish() {
+            match writer.finish(&outcome) {
                 Ok(dir) => self.summary.episodes.push(dir),
                 Err(source) => self.report(RecorderError::Write {
                     dir,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bridge_data::Outcome;
 use bridge_data::provenance::{Collection, Collector};
 use camera::FrameSource;
 use camera::preprocess::ModelView;
@@ -29,6 +30,7 @@ use crate::messages::{
 use crate::modes::{EpisodeEnd, Mode, OperatorCommand};
 use crate::monitor::StatusSink;
 use crate::policy::{GoalImage, Policy};
+use crate::record::{EpisodeRecord, RunRecord, recorded_outcome};
 use crate::recorder::Recorder;
 use crate::report::{EpisodeTrace, write_report};
 use crate::supervisor::Fault;
@@ -44,6 +46,8 @@ pub struct RuntimeOptions {
     /// What the recordings come from, written into the session's `collection.toml`
     /// (`bridge_data::provenance`). Default a robot; `--sim` runs say simulator.
     pub collector: Collector,
+    /// The checkpoint and command line, saved with every recorded episode.
+    pub run_record: RunRecord,
 }
 
 impl Default for RuntimeOptions {
@@ -53,6 +57,7 @@ impl Default for RuntimeOptions {
             status_interval: Duration::from_millis(250),
             recorder_queue_len: 256,
             collector: Collector::Robot,
+            run_record: RunRecord::default(),
         }
     }
 }
@@ -114,6 +119,7 @@ pub struct Runtime {
     recorder: Option<Recorder>,
     session_dir: PathBuf,
     collector: Collector,
+    run_record: RunRecord,
     episodes: u64,
 }
 
@@ -154,7 +160,15 @@ impl Runtime {
             });
         };
         let collector = options.collector;
-        let runtime = |graph| Runtime::from_graph(config.clone(), input_view, collector, graph);
+        let run_record = options.run_record;
+        let runtime = |graph| {
+            Runtime::from_graph(
+                config.clone(),
+                input_view,
+                (collector, run_record.clone()),
+                graph,
+            )
+        };
         match graph::spawn(&config, arm, camera, policy, settings, note_start) {
             Ok(graph) => Ok(runtime(graph)),
             Err(partial) => {
@@ -169,7 +183,7 @@ impl Runtime {
     fn from_graph(
         config: RuntimeConfig,
         input_view: ModelView,
-        collector: Collector,
+        (collector, run_record): (Collector, RunRecord),
         graph: Graph,
     ) -> Runtime {
         Runtime {
@@ -187,6 +201,7 @@ impl Runtime {
             threads: graph.threads,
             recorder: graph.recorder,
             collector,
+            run_record,
             episodes: 0,
         }
     }
@@ -251,7 +266,7 @@ impl Runtime {
         if let Some(report) = self.reset(episode)? {
             return Ok(report);
         }
-        let recording = self.recording_plan(episode);
+        let recording = self.recording_plan(episode, goal);
         self.policy_requests
             .send(PolicyRequest::Start {
                 episode,
@@ -266,7 +281,7 @@ impl Runtime {
             .send(ControlRequest::Begin { episode, done })
             .map_err(|_| gone("control"))?;
         let (mut trace, outcome) = self.drive(episode, goal, &ended)?;
-        let stopped = self.stop_policy(episode, &mut trace)?;
+        let stopped = self.stop_policy(episode, &mut trace, recorded_outcome(&outcome))?;
         self.finish_episode(episode, trace, stopped, outcome)
     }
 
@@ -378,7 +393,7 @@ impl Runtime {
         }
     }
 
-    fn recording_plan(&self, episode: u64) -> Option<RecordingPlan> {
+    fn recording_plan(&self, episode: u64, goal: &GoalImage) -> Option<RecordingPlan> {
         self.recorder.as_ref()?;
         let marker = Collection {
             source: self.collector,
@@ -391,12 +406,21 @@ impl Runtime {
                 true,
             );
         }
+        let dir = self
+            .session_dir
+            .join("raw")
+            .join("traj_group0")
+            .join(format!("traj{}", episode - 1));
+        let record = EpisodeRecord {
+            run: &self.run_record,
+            config: &self.config,
+            goal,
+        };
+        if let Err(e) = record.write(&dir) {
+            self.note("recorder", format!("episode record not written: {e}"), true);
+        }
         Some(RecordingPlan {
-            dir: self
-                .session_dir
-                .join("raw")
-                .join("traj_group0")
-                .join(format!("traj{}", episode - 1)),
+            dir,
             language: self.config.episode.language.clone(),
         })
     }
@@ -460,9 +484,14 @@ impl Runtime {
         }
     }
 
-    fn stop_policy(&mut self, episode: u64, trace: &mut EpisodeTrace) -> Result<Stopped, RunError> {
+    fn stop_policy(
+        &mut self,
+        episode: u64,
+        trace: &mut EpisodeTrace,
+        outcome: Outcome,
+    ) -> Result<Stopped, RunError> {
         self.policy_requests
-            .send(PolicyRequest::Stop { episode })
+            .send(PolicyRequest::Stop { episode, outcome })
             .map_err(|_| gone("policy"))?;
         let deadline = Instant::now() + GOAL_TIMEOUT;
         loop {
@@ -595,6 +624,23 @@ impl Runtime {
         self.wait_for_mode(Mode::Done, "parking", timeout)
     }
 
+    /// After a park that ended an episode (a servo's hardware error), waits for the operator:
+    /// space (once no servo reports an error; b reboots them) runs again, q quits. Nothing
+    /// moves meanwhile. Waits as long as it takes; an error only when the control thread died.
+    pub fn await_operator_after_park(&self) -> Result<AfterPark, RunError> {
+        loop {
+            let status = self.status();
+            if status.quit_requested {
+                return Ok(AfterPark::Quit);
+            }
+            if status.resume_requested {
+                return Ok(AfterPark::Resume);
+            }
+            self.check_control_alive()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the control thread reports `mode`; a timeout names `what` did not finish.
     fn wait_for_mode(
         &self,
@@ -701,6 +747,15 @@ impl Drop for Runtime {
         // Not stopped through park_and_stop (an error, a panic): park anyway.
         let _ = self.shutdown();
     }
+}
+
+/// What the operator chose after a park ([`Runtime::await_operator_after_park`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPark {
+    /// Space: run the episode again.
+    Resume,
+    /// q (or a signal): stop.
+    Quit,
 }
 
 struct Stopped {

@@ -75,7 +75,7 @@ fn recorded_episode_round_trips_through_the_raw_reader() {
         assert!(tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(t)))));
     }
     assert!(tx.try_send(RecorderMsg::Observation(step(5))));
-    assert!(tx.try_send(RecorderMsg::EndEpisode));
+    assert!(tx.try_send(RecorderMsg::EndEpisode(bridge_data::Outcome::Completed)));
     let summary = recorder.shutdown().unwrap();
     assert_eq!(summary.episodes, vec![dir.clone()]);
     assert_eq!((summary.observations, summary.actions), (6, 5));
@@ -153,7 +153,7 @@ fn full_queue_drops_without_blocking_and_truncates_the_episode_consistently() {
         accepted += u64::from(tx.try_send(RecorderMsg::Observation(step(t + 1))));
     }
     let send_time = started.elapsed();
-    tx.try_send(RecorderMsg::EndEpisode);
+    tx.try_send(RecorderMsg::EndEpisode(bridge_data::Outcome::Completed));
     let dropped_while_sending = SENT - accepted;
     assert!(dropped_while_sending > 0, "the queue of 2 never filled");
     assert!(
@@ -200,7 +200,7 @@ fn write_errors_are_reported_and_the_next_episode_still_records() {
     });
     tx.try_send(RecorderMsg::Observation(step(0)));
     tx.try_send(RecorderMsg::Action(BridgeAction::from_array(action(0))));
-    tx.try_send(RecorderMsg::EndEpisode);
+    tx.try_send(RecorderMsg::EndEpisode(bridge_data::Outcome::Completed));
     let good = root.path().join("traj1");
     tx.try_send(RecorderMsg::StartEpisode {
         dir: good.clone(),

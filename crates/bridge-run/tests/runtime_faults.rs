@@ -12,7 +12,7 @@ use bridge_run::{OperatorCommand, Runtime, RuntimeConfig};
 
 use bridge_run::mailbox::Mailbox;
 use bridge_run::modes::{EpisodeEnd, Mode, Response};
-use bridge_run::runtime::EpisodeReport;
+use bridge_run::runtime::{AfterPark, EpisodeReport};
 use bridge_run::sim::SimRig;
 use support::*;
 use widowx::control_table::reg;
@@ -195,7 +195,7 @@ fn a_vanished_port_leaves_the_servos_holding_and_says_so() {
 #[test]
 fn a_servo_overload_parks_and_offers_a_reboot() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, rig, runtime, report) = arm_fault_episode(dir.path(), |rig| {
+    let (config, rig, mut runtime, report) = arm_fault_episode(dir.path(), |rig| {
         rig.virtual_arm().inject_overload(8); // wrist_rotate
     });
     assert_eq!(report.end, Some(EpisodeEnd::Fault(Response::Park)));
@@ -222,7 +222,20 @@ fn a_servo_overload_parks_and_offers_a_reboot() {
         "servo 8 (wrist_rotate) reports a hardware error: overload",
     );
     assert!(log.contains("press b to reboot"), "{log}");
-    // The operator takes the offer: b reboots the faulted servo.
+    // Space before the reboot does not resume: the servo still reports its error.
+    runtime
+        .commands()
+        .send(OperatorCommand::TogglePause)
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || log_text(&config).contains(
+            "not resuming: the wrist_rotate servo still reports a hardware error; press b"
+        )),
+        "{}",
+        log_text(&config)
+    );
+    assert!(!watch.get().resume_requested);
+    // The operator takes the offer: b reboots the faulted servo, then space resumes.
     runtime
         .commands()
         .send(OperatorCommand::RebootFaulted)
@@ -233,6 +246,22 @@ fn a_servo_overload_parks_and_offers_a_reboot() {
         rig.virtual_arm().register(8, &reg::HARDWARE_ERROR_STATUS),
         Some(0)
     );
+    runtime
+        .commands()
+        .send(OperatorCommand::TogglePause)
+        .unwrap();
+    assert_eq!(
+        runtime.await_operator_after_park().unwrap(),
+        AfterPark::Resume
+    );
+    // Nothing moved while the runtime waited: the arm is still parked, torque off.
+    assert_eq!(watch.get().mode, Mode::Done);
+    assert!(!torque_on(&rig, 4));
+    // The episode runs again, from the start pose, to its end.
+    let goal = flat_goal(32);
+    let again = runtime.run_episode(&goal, 3).unwrap();
+    assert_eq!(again.end, Some(EpisodeEnd::Completed), "{again:#?}");
+    assert_eq!(again.steps, 3);
     runtime.park_and_stop().unwrap();
 }
 

@@ -193,7 +193,9 @@ pub fn write_raw_episodes(root: &Path, episodes: usize, len: usize) -> Result<()
                 writer.push_action(action).map_err(|err| setup(&dir, err))?;
             }
         }
-        writer.finish().map_err(|err| setup(&dir, err))?;
+        writer
+            .finish(&bridge_data::Outcome::Completed)
+            .map_err(|err| setup(&dir, err))?;
     }
     Ok(())
 }
@@ -272,6 +274,8 @@ pub fn synthetic_trajectory(index: usize, side: usize, len: usize) -> Trajectory
             })
             .collect(),
         language: None,
+        step_kinds: Vec::new(),
+        outcome: None,
     }
 }
 

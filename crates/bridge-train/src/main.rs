@@ -130,6 +130,14 @@ struct PrepareArgs {
     /// Map gripper actions to exactly 0 or 1 (below 0.5 -> 0).
     #[arg(long)]
     binarise_gripper: bool,
+    /// Keep episodes whose recording says they ended early: an operator stop, a safety fault, or
+    /// no end record at all (the recording process was killed). Skipped by default.
+    #[arg(long)]
+    keep_aborted: bool,
+    /// Keep steps in which the operator jogged or paused. By default they are left out and the
+    /// episode is split around them.
+    #[arg(long)]
+    keep_intervened: bool,
     /// Recompute the xyz/rpy actions from consecutive states (Octo's practice:
     /// state-difference).
     #[arg(long, value_enum, num_args = 0..=1, default_value_t = RecomputeArg::Off,
@@ -417,6 +425,8 @@ fn run_prepare(args: &PrepareArgs) -> Result<()> {
         }
         .into(),
         crop_px: prepare_crop(args)?.map(camera::preprocess::Crop::to_array),
+        keep_aborted: args.keep_aborted,
+        keep_intervened: args.keep_intervened,
     };
     let sources = discover_inputs(&args.input, &settings).context("finding sources")?;
     tracing::info!(

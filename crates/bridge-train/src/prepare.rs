@@ -374,6 +374,8 @@ pub fn prepare(
             crop,
         },
         camera: options.settings.camera,
+        keep_aborted: options.settings.keep_aborted,
+        keep_intervened: options.settings.keep_intervened,
         bar: &bar,
         frames_done: &frames_done,
         started,
@@ -439,6 +441,9 @@ struct Context<'a> {
     /// Crop and size of the training frames.
     view: camera::preprocess::ModelView,
     camera: usize,
+    /// `CacheSettings::keep_aborted` and `keep_intervened`.
+    keep_aborted: bool,
+    keep_intervened: bool,
     bar: &'a ProgressBar,
     frames_done: &'a AtomicU64,
     started: Instant,
@@ -461,6 +466,7 @@ fn prepare_source(
         trajectories: Vec::new(),
         skipped: Vec::new(),
         simulated: false,
+        intervened_steps_left_out: 0,
     };
     match bridge_data::provenance::collector_of(source.path()) {
         Ok(collector) => prepared.simulated = collector == Collector::Simulator,
@@ -472,9 +478,19 @@ fn prepare_source(
     match read {
         Err(reason) => prepared.failed = Some(reason),
         Ok(trajectories) => {
-            let results: Vec<Result<PreparedTrajectory, SkipRecord>> = trajectories
+            let mut parts = Vec::new();
+            for trajectory in trajectories {
+                match screen(trajectory, context) {
+                    Ok(screened) => {
+                        prepared.intervened_steps_left_out += screened.left_out as u64;
+                        parts.extend(screened.parts);
+                    }
+                    Err(skip) => prepared.skipped.push(skip),
+                }
+            }
+            let results: Vec<Result<PreparedTrajectory, SkipRecord>> = parts
                 .into_par_iter()
-                .map(|t| prepare_trajectory(t, source.root(), context))
+                .map(|part| prepare_trajectory(part, source.root(), context))
                 .collect();
             for result in results {
                 match result {
@@ -493,13 +509,61 @@ fn prepare_source(
     prepared
 }
 
-/// Decodes and squashes one trajectory, or says why it is skipped.
-fn prepare_trajectory(
+/// What of one recorded episode goes into the cache.
+struct Screened {
+    parts: Vec<Part>,
+    /// Steps left out because the operator acted in them.
+    left_out: usize,
+}
+
+/// A trajectory, or the run of it between operator interventions (`steps`).
+struct Part {
     trajectory: Trajectory,
+    steps: Option<std::ops::Range<usize>>,
+}
+
+/// Skips an aborted episode and splits one around its intervened steps, unless the settings
+/// keep them.
+fn screen(trajectory: Trajectory, context: &Context<'_>) -> Result<Screened, SkipRecord> {
+    if let Some(bridge_data::Outcome::Aborted { reason }) = &trajectory.outcome
+        && !context.keep_aborted
+    {
+        return Err(SkipRecord {
+            path: trajectory.source.to_string_lossy().into_owned(),
+            reason: format!("aborted episode ({reason}); --keep-aborted keeps it"),
+        });
+    }
+    let left_out = trajectory.intervened_steps();
+    if left_out == 0 || context.keep_intervened {
+        let parts = vec![Part {
+            trajectory,
+            steps: None,
+        }];
+        return Ok(Screened { parts, left_out: 0 });
+    }
+    let parts = trajectory
+        .policy_runs()
+        .into_iter()
+        .map(|steps| Part {
+            trajectory: trajectory.segment(steps.clone()),
+            steps: Some(steps),
+        })
+        .collect();
+    Ok(Screened { parts, left_out })
+}
+
+/// Decodes and squashes one trajectory (or part of one), or says why it is skipped.
+fn prepare_trajectory(
+    part: Part,
     root: &Path,
     context: &Context<'_>,
 ) -> Result<PreparedTrajectory, SkipRecord> {
-    let provenance = trajectory.source.to_string_lossy().into_owned();
+    let Part { trajectory, steps } = part;
+    let mut provenance = trajectory.source.to_string_lossy().into_owned();
+    if let Some(steps) = steps {
+        // The same episode's parts share its split name (below), so they land in one split.
+        provenance.push_str(&format!("#steps{}-{}", steps.start, steps.end));
+    }
     let skip = |reason: String| SkipRecord {
         path: provenance.clone(),
         reason,
@@ -628,6 +692,8 @@ mod tests {
             recompute_actions: "state-difference".into(),
             camera_lag: "keep".into(),
             crop_px: None,
+            keep_aborted: false,
+            keep_intervened: false,
         };
         let options = read_options(&settings).unwrap();
         assert_eq!(options.camera, 1);

@@ -52,6 +52,8 @@ fn trajectory(episode: usize, len: usize) -> Trajectory {
             })
             .collect(),
         language: Some(format!("task {episode}")),
+        step_kinds: Vec::new(),
+        outcome: None,
     }
 }
 

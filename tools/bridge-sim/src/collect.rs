@@ -409,7 +409,7 @@ fn run_episode(
             writer.push_action(applied.to_array())?;
         }
     }
-    writer.finish()?;
+    writer.finish(&bridge_data::Outcome::Completed)?;
     let placed = policy.place_target().map(|(block, target)| {
         let block = &scene.scene().blocks[block];
         !block.held

@@ -104,6 +104,14 @@ pub struct CacheSettings {
     /// (`camera::preprocess::Crop`); absent: the whole frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_px: Option<[u32; 4]>,
+    /// Episodes whose recording says they ended early (or never closed) are kept; by default
+    /// they are skipped.
+    #[serde(default)]
+    pub keep_aborted: bool,
+    /// Steps in which the operator jogged or paused are kept; by default they are left out and
+    /// the episode is split around them (the action alone does not explain such a step).
+    #[serde(default)]
+    pub keep_intervened: bool,
 }
 
 impl CacheSettings {
@@ -117,6 +125,8 @@ impl CacheSettings {
             recompute_actions: "off".into(),
             camera_lag: "auto".into(),
             crop_px: None,
+            keep_aborted: false,
+            keep_intervened: false,
         }
     }
 
@@ -154,6 +164,16 @@ impl CacheSettings {
                 format!("{:?}", self.crop_px),
                 format!("{:?}", other.crop_px),
             ),
+            (
+                "keep_aborted",
+                self.keep_aborted.to_string(),
+                other.keep_aborted.to_string(),
+            ),
+            (
+                "keep_intervened",
+                self.keep_intervened.to_string(),
+                other.keep_intervened.to_string(),
+            ),
         ];
         fields.into_iter().find(|(_, a, b)| a != b)
     }
@@ -178,6 +198,9 @@ pub struct Counts {
     /// Trajectories from sources a simulator recorded ([`crate::provenance`]).
     #[serde(default)]
     pub simulated_episodes: u64,
+    /// Recorded steps left out because the operator acted in them (`keep_intervened` off).
+    #[serde(default)]
+    pub intervened_steps_left_out: u64,
 }
 
 /// Something not cached, and why.
@@ -331,6 +354,13 @@ pub struct SourceEntry {
     /// Recorded by a simulator ([`crate::provenance::collector_of`] when it was read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
+    /// Steps of this source's trajectories left out because the operator acted in them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub intervened_steps_left_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A trajectory decoded and squashed, ready to append.
@@ -363,6 +393,8 @@ pub struct PreparedSource {
     pub skipped: Vec<SkipRecord>,
     /// See [`SourceEntry::simulated`].
     pub simulated: bool,
+    /// See [`SourceEntry::intervened_steps_left_out`].
+    pub intervened_steps_left_out: u64,
 }
 
 impl PreparedTrajectory {

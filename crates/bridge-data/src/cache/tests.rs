@@ -37,6 +37,7 @@ fn source(name: &str, trajectories: Vec<PreparedTrajectory>) -> PreparedSource {
         trajectories,
         skipped: Vec::new(),
         simulated: false,
+        intervened_steps_left_out: 0,
     }
 }
 

@@ -110,6 +110,7 @@ struct Recorded {
     skipped: Vec<SkipRecord>,
     trajectories: u64,
     simulated: bool,
+    intervened_steps_left_out: u64,
 }
 
 impl Recorded {
@@ -121,6 +122,7 @@ impl Recorded {
             skipped: entry.skipped.clone(),
             trajectories: entry.trajectories.len() as u64,
             simulated: entry.simulated,
+            intervened_steps_left_out: entry.intervened_steps_left_out,
         }
     }
 }
@@ -233,6 +235,7 @@ impl CacheWriter {
             trajectories: entries,
             skipped: source.skipped,
             simulated: source.simulated,
+            intervened_steps_left_out: source.intervened_steps_left_out,
         };
         let journal_path = self.dir.join(JOURNAL_FILE);
         let mut line = serde_json::to_string(&entry).map_err(|e| CacheError::Journal {
@@ -327,6 +330,11 @@ impl CacheWriter {
                 .iter()
                 .filter(|r| r.simulated)
                 .map(|r| r.trajectories)
+                .sum(),
+            intervened_steps_left_out: self
+                .statuses
+                .iter()
+                .map(|r| r.intervened_steps_left_out)
                 .sum(),
         }
     }
