@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            say(&format!("bridge-run: error: {e:#}"));
+            say(&format!("bridge-run: error: {}", mqe::error_text(&*e)));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -231,17 +231,11 @@ fn load_policy(cli: &Cli) -> Result<MqePolicy> {
         .with_context(|| format!("loading checkpoint {}", dir.display()))?;
     refuse_sim_checkpoint_on_a_robot(cli, &dir, policy.data_source())?;
     tracing::info!(
-        "checkpoint {}: {} px input from {}, on {:?}",
+        "checkpoint {}: {} px input from {}, on {}",
         dir.display(),
         policy.input_size_px(),
-        policy
-            .input_view()
-            .crop
-            .map_or("the whole frame".to_string(), |c| format!(
-                "the crop {:?}",
-                c.to_array()
-            )),
-        device
+        camera::preprocess::describe_crop(policy.input_view().crop),
+        mqe::device_label(&device)
     );
     Ok(policy)
 }
@@ -469,10 +463,10 @@ fn check_inputs(cli: &Cli, config: &RuntimeConfig) -> Result<Checked> {
     };
     if Some(rig.frame_px) != expected_px {
         bail!(
-            "the camera delivers {}x{} px frames but the goal was checked against {:?}",
+            "the camera delivers {}x{} px frames but the goal was checked against {}",
             rig.frame_px.0,
             rig.frame_px.1,
-            expected_px
+            expected_px.map_or("no frame size".to_string(), |(w, h)| format!("{w}x{h} px"))
         );
     }
     Ok(Checked {
@@ -492,7 +486,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     } = match check_inputs(cli, &config) {
         Ok(checked) => checked,
         Err(e) => {
-            say(&format!("bridge-run: refused: {e:#}"));
+            say(&format!("bridge-run: refused: {}", mqe::error_text(&*e)));
             return Ok(ExitCode::from(EXIT_REFUSED));
         }
     };
@@ -505,6 +499,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
             Collector::Robot
         },
         run_record: RunRecord::of_process(&checkpoint_dir(cli)?),
+        episodes_planned: Some(cli.episodes as u64),
         ..RuntimeOptions::default()
     };
     let unattended_hold_s = config.safety.unattended_hold_s;
@@ -726,7 +721,7 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
             MqePolicy::load(&dir, &device).context("loading the random-weight checkpoint")?
         }
     };
-    let device_name = format!("{:?}", device(cli.device)?);
+    let device_name = mqe::device_label(&device(cli.device)?);
     let mut rig = open_rig(cli, &config)?;
     let frame = rig.camera.next_frame().context("the goal frame")?;
     let goal = GoalImage::from_rgb(

@@ -307,7 +307,11 @@ pub enum MonitorMsg {
         safety: bool,
     },
     /// The runtime starts collecting a new episode.
-    EpisodeStart { episode: u64 },
+    EpisodeStart {
+        episode: u64,
+        /// Episodes the run asked for, when it said.
+        planned: Option<u64>,
+    },
     /// Answered, once every message sent before it is handled, with the log gathered since
     /// the last `EpisodeStart` (the monitor keeps collecting into a fresh one).
     TakeEpisodeLog(Sender<EpisodeLog>),

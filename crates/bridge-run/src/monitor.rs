@@ -17,6 +17,8 @@ use crate::messages::{ControlEvent, ControlStatus, EpisodeLog, MonitorMsg, Polic
 
 use crate::mailbox::Mailbox;
 use crate::modes::{EpisodeEnd, Input};
+use widowx::bridge::gripper_open_fraction;
+use widowx::joints::ARM_JOINTS;
 
 /// Where the status line goes.
 pub type StatusSink = Box<dyn Write + Send>;
@@ -62,6 +64,8 @@ pub fn spawn(setup: MonitorSetup) -> Result<JoinHandle<()>, crate::RunError> {
         log,
         episode_log: EpisodeLog::default(),
         last_safety: None,
+        notice: None,
+        episode: EpisodeCount::default(),
         ticks_since_draw: 0,
         setup,
     };
@@ -82,7 +86,21 @@ struct Monitor {
     /// What the current episode produced so far; handed over on `TakeEpisodeLog`.
     episode_log: EpisodeLog,
     last_safety: Option<String>,
+    /// The newest operator feedback (an ignored key), shown for [`NOTICE_S`].
+    notice: Option<(Instant, String)>,
+    episode: EpisodeCount,
     ticks_since_draw: u32,
+}
+
+/// How long the status line shows an operator notice.
+const NOTICE_S: f64 = 3.0;
+
+/// Episode k of N, for the status line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EpisodeCount {
+    /// 0 before the first episode.
+    pub current: u64,
+    pub planned: Option<u64>,
 }
 
 impl Monitor {
@@ -127,6 +145,9 @@ impl Monitor {
                 }
                 let safety = is_safety(&event);
                 let text = describe(&event);
+                if let ControlEvent::Ignored { .. } | ControlEvent::ResumeRefused { .. } = event {
+                    self.notice = Some((at, text.clone()));
+                }
                 self.record(at, "control", &text, safety);
             }
             MonitorMsg::Note {
@@ -139,7 +160,11 @@ impl Monitor {
                 let _ = reply.send(std::mem::take(&mut self.episode_log));
             }
             MonitorMsg::Exit => {}
-            MonitorMsg::EpisodeStart { episode } => {
+            MonitorMsg::EpisodeStart { episode, planned } => {
+                self.episode = EpisodeCount {
+                    current: episode,
+                    planned,
+                };
                 self.episode_started = Instant::now();
                 self.episode_log = EpisodeLog::default();
                 self.record(
@@ -201,39 +226,61 @@ impl Monitor {
             || "-".to_string(),
             |t| format!("{:.2} s", t.elapsed().as_secs_f64()),
         );
+        let notice = self
+            .notice
+            .as_ref()
+            .filter(|(at, _)| at.elapsed().as_secs_f64() < NOTICE_S)
+            .map(|(_, text)| text.as_str());
         let line = status_line(
-            &status,
-            &policy,
-            rate_hz,
-            &frame_age,
-            self.last_safety.as_deref(),
+            &StatusView {
+                status: &status,
+                policy: &policy,
+                episode: self.episode,
+                rate_hz,
+                frame_age: &frame_age,
+            },
+            notice.or(self.last_safety.as_deref()),
         );
         let _ = write!(sink, "\r\x1b[K{line}");
         let _ = sink.flush();
     }
 }
 
-/// The status line's text.
-pub fn status_line(
-    status: &ControlStatus,
-    policy: &PolicyStatus,
-    rate_hz: f64,
-    frame_age: &str,
-    last_safety: Option<&str>,
-) -> String {
+/// What the status line shows.
+pub struct StatusView<'a> {
+    pub status: &'a ControlStatus,
+    pub policy: &'a PolicyStatus,
+    pub episode: EpisodeCount,
+    /// Control ticks per second since the last draw.
+    pub rate_hz: f64,
+    /// Age of the newest camera frame, in words.
+    pub frame_age: &'a str,
+}
+
+/// The status line's text; `note` (an ignored key, or the last safety event) goes last.
+pub fn status_line(view: &StatusView<'_>, note: Option<&str>) -> String {
+    let StatusView { status, policy, .. } = view;
+    let episode = match view.episode {
+        EpisodeCount { current: 0, .. } => "-".to_string(),
+        EpisodeCount {
+            current,
+            planned: Some(planned),
+        } => format!("{current}/{planned}"),
+        EpisodeCount { current, .. } => current.to_string(),
+    };
+    let gripper = gripper_open_fraction(status.state.positions_rad[ARM_JOINTS]);
     let mut line = format!(
-        "{:<15} ctl {rate_hz:5.1} Hz  frame {frame_age}  infer {:5.1} ms  dist {}  step {}/{}",
+        "{:<15} episode {episode}  step {}/{}  dist {}  gripper {:.0}% open  ctl {:5.1} Hz  frame {}  infer {:5.1} ms",
         status.mode.name(),
-        policy.last_inference_s * 1e3,
-        if policy.last_distance.is_finite() {
-            format!("{:.2}", policy.last_distance)
-        } else {
-            "-".to_string()
-        },
         policy.steps,
         policy.max_steps,
+        significant_3(policy.last_distance),
+        gripper * 100.0,
+        view.rate_hz,
+        view.frame_age,
+        policy.last_inference_s * 1e3,
     );
-    if let Some(text) = last_safety {
+    if let Some(text) = note {
         line.push_str("  | ");
         line.push_str(text);
     }
@@ -243,6 +290,20 @@ pub fn status_line(
         line = line.chars().take(MAX_CHARS - 1).collect::<String>() + "…";
     }
     line
+}
+
+/// `value` to 3 significant digits ("-" when not finite): the learned distances span 0.001 to
+/// 100, so a fixed number of decimals hides the small ones.
+pub fn significant_3(value: f32) -> String {
+    if !value.is_finite() {
+        return "-".to_string();
+    }
+    if value == 0.0 {
+        return "0".to_string();
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    let decimals = (2 - magnitude).max(0) as usize;
+    format!("{value:.decimals$}")
 }
 
 fn is_safety(event: &ControlEvent) -> bool {
@@ -349,7 +410,7 @@ pub fn describe_end(end: EpisodeEnd) -> String {
     match end {
         EpisodeEnd::Completed => "completed".to_string(),
         EpisodeEnd::Operator(command) => format!("operator ({command})"),
-        EpisodeEnd::Fault(response) => format!("safety fault ({response:?})"),
+        EpisodeEnd::Fault(response) => format!("safety fault ({response})"),
     }
 }
 
@@ -398,6 +459,16 @@ mod tests {
     }
 
     #[test]
+    fn distances_keep_three_significant_digits() {
+        assert_eq!(significant_3(0.0123456), "0.0123");
+        assert_eq!(significant_3(0.001), "0.00100");
+        assert_eq!(significant_3(12.5), "12.5");
+        assert_eq!(significant_3(345.6), "346");
+        assert_eq!(significant_3(-0.5), "-0.500");
+        assert_eq!(significant_3(f32::NAN), "-");
+    }
+
+    #[test]
     fn the_status_line_shows_the_essentials() {
         let state = widowx_driver::JointState::default();
         let status = ControlStatus {
@@ -411,14 +482,26 @@ mod tests {
             last_inference_s: 0.042,
             last_distance: 12.5,
         };
-        let line = status_line(&status, &policy, 99.7, "0.03 s", Some("camera stalled"));
+        let view = StatusView {
+            status: &status,
+            policy: &policy,
+            episode: EpisodeCount {
+                current: 2,
+                planned: Some(5),
+            },
+            rate_hz: 99.7,
+            frame_age: "0.03 s",
+        };
+        let line = status_line(&view, Some("camera stalled"));
         for part in [
             "paused",
+            "episode 2/5",
             "99.7 Hz",
             "0.03 s",
             "42.0 ms",
-            "12.50",
+            "dist 12.5 ",
             "17/120",
+            "% open",
             "camera stalled",
         ] {
             assert!(line.contains(part), "{part} missing from {line}");

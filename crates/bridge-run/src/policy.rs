@@ -62,8 +62,9 @@ pub enum PolicyError {
     },
     /// A goal prepared with one frame crop was given to a policy trained with another.
     #[error(
-        "goal image {path} was cropped to {goal:?}; this policy was trained on {policy:?} \
-         (None: the whole frame)"
+        "goal image {path} was made from {}; this policy was trained on {}",
+        camera::preprocess::describe_crop(*goal),
+        camera::preprocess::describe_crop(*policy)
     )]
     GoalCrop {
         path: PathBuf,

@@ -48,6 +48,8 @@ pub struct RuntimeOptions {
     pub collector: Collector,
     /// The checkpoint and command line, saved with every recorded episode.
     pub run_record: RunRecord,
+    /// Episodes the run will ask for, shown as "episode k/N" on the status line.
+    pub episodes_planned: Option<u64>,
 }
 
 impl Default for RuntimeOptions {
@@ -58,6 +60,7 @@ impl Default for RuntimeOptions {
             recorder_queue_len: 256,
             collector: Collector::Robot,
             run_record: RunRecord::default(),
+            episodes_planned: None,
         }
     }
 }
@@ -120,6 +123,7 @@ pub struct Runtime {
     session_dir: PathBuf,
     collector: Collector,
     run_record: RunRecord,
+    episodes_planned: Option<u64>,
     episodes: u64,
 }
 
@@ -150,7 +154,7 @@ impl Runtime {
             status_interval: options.status_interval,
             recorder_queue_len: config.episode.record.then_some(options.recorder_queue_len),
         };
-        let starting = format!("starting; arm {arm:?}");
+        let starting = format!("starting; arm {arm}");
         let note_start = |monitor: &Sender<MonitorMsg>| {
             let _ = monitor.send(MonitorMsg::Note {
                 at: Instant::now(),
@@ -159,16 +163,12 @@ impl Runtime {
                 safety: false,
             });
         };
-        let collector = options.collector;
-        let run_record = options.run_record;
-        let runtime = |graph| {
-            Runtime::from_graph(
-                config.clone(),
-                input_view,
-                (collector, run_record.clone()),
-                graph,
-            )
+        let front = FrontEnd {
+            collector: options.collector,
+            run_record: options.run_record,
+            episodes_planned: options.episodes_planned,
         };
+        let runtime = |graph| Runtime::from_graph(config.clone(), input_view, front.clone(), graph);
         match graph::spawn(&config, arm, camera, policy, settings, note_start) {
             Ok(graph) => Ok(runtime(graph)),
             Err(partial) => {
@@ -183,7 +183,7 @@ impl Runtime {
     fn from_graph(
         config: RuntimeConfig,
         input_view: ModelView,
-        (collector, run_record): (Collector, RunRecord),
+        front: FrontEnd,
         graph: Graph,
     ) -> Runtime {
         Runtime {
@@ -200,8 +200,9 @@ impl Runtime {
             camera_stop: graph.camera_stop,
             threads: graph.threads,
             recorder: graph.recorder,
-            collector,
-            run_record,
+            collector: front.collector,
+            run_record: front.run_record,
+            episodes_planned: front.episodes_planned,
             episodes: 0,
         }
     }
@@ -261,7 +262,10 @@ impl Runtime {
         }
         self.episodes += 1;
         let episode = self.episodes;
-        let _ = self.monitor.send(MonitorMsg::EpisodeStart { episode });
+        let _ = self.monitor.send(MonitorMsg::EpisodeStart {
+            episode,
+            planned: self.episodes_planned,
+        });
         while self.policy_reports.try_recv().is_ok() {}
         if let Some(report) = self.reset(episode)? {
             return Ok(report);
@@ -300,8 +304,9 @@ impl Runtime {
             return Err(RunError::Goal {
                 path: goal.path.clone(),
                 reason: format!(
-                    "cropped to {:?}, but the policy was trained on {:?} (None: the whole frame); load the goal with the policy's input view",
-                    goal.crop, self.input_view.crop
+                    "made from {}, but the policy was trained on {}; load the goal with the policy's input view",
+                    camera::preprocess::describe_crop(goal.crop),
+                    camera::preprocess::describe_crop(self.input_view.crop)
                 ),
             });
         }
@@ -747,6 +752,14 @@ impl Drop for Runtime {
         // Not stopped through park_and_stop (an error, a panic): park anyway.
         let _ = self.shutdown();
     }
+}
+
+/// The front end's settings a runtime keeps (from [`RuntimeOptions`]).
+#[derive(Clone)]
+struct FrontEnd {
+    collector: Collector,
+    run_record: RunRecord,
+    episodes_planned: Option<u64>,
 }
 
 /// What the operator chose after a park ([`Runtime::await_operator_after_park`]).

@@ -118,6 +118,28 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
         out.contains("no checkpoint at") && out.contains("nowhere"),
         "{out}"
     );
+
+    // A corrupt checkpoint file: said once, in words, with the file's name; no colour codes in
+    // redirected output.
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("config.toml"), "junk\n").unwrap();
+    let output = bridge_run(dir.path())
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(&corrupt)
+        .arg("--goal")
+        .arg(&goal)
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    assert_eq!(out.matches("corrupt or truncated").count(), 1, "{out}");
+    assert_eq!(out.matches("key with no value").count(), 1, "{out}");
+    assert!(out.contains("config.toml"), "{out}");
+    assert!(
+        !out.contains('\x1b'),
+        "colour codes in redirected output: {out:?}"
+    );
 }
 
 #[test]

@@ -81,6 +81,19 @@ fn space_pauses_and_q_parks_and_quits_in_a_real_terminal() {
     });
     assert!(running, "never ran; terminal:\n{}", screen.lock().unwrap());
 
+    // A jog key while the policy drives does nothing, and says why.
+    master.write_all(b"w").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || log_contains(
+            &log,
+            "jog +x: pause first (space)"
+        ) && screen
+            .lock()
+            .unwrap()
+            .contains("| jog +x: pause first (space)")),
+        "no word on the ignored key; terminal:\n{}",
+        screen.lock().unwrap()
+    );
     master.write_all(b" ").unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || log_contains(
@@ -116,5 +129,6 @@ fn space_pauses_and_q_parks_and_quits_in_a_real_terminal() {
     );
     assert!(log.contains("mode parking -> done"), "{log}");
     assert!(screen.contains("keys: space pause/resume"), "{screen}");
+    assert!(screen.contains("episode 1/1"), "{screen}");
     assert!(screen.contains("parked, torque off"), "{screen}");
 }

@@ -305,7 +305,7 @@ fn device(choice: DeviceChoice) -> Result<Device> {
     Ok(selected.device)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     // SAFETY: first statement of main: no other thread has been started yet.
     unsafe { mqe::threads::prefer_inline_elementwise_ops() };
     tracing_subscriber::fmt()
@@ -313,9 +313,21 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // Each cause once, in words (anyhow's own report repeats causes and prints Debug).
+            eprintln!("bridge-train: error: {}", mqe::error_text(&*error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Prepare(args) => run_prepare(&args),
         Command::Fit(args) => run_fit(&args),
         Command::BenchData(args) => run_bench_data(&args),

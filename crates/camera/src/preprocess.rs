@@ -37,6 +37,24 @@ pub struct Crop {
     pub height_px: u32,
 }
 
+impl std::fmt::Display for Crop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{} px at ({}, {})",
+            self.width_px, self.height_px, self.x_px, self.y_px
+        )
+    }
+}
+
+/// `crop` in words: its rectangle, or the whole frame when there is none.
+pub fn describe_crop(crop: Option<Crop>) -> String {
+    crop.map_or_else(
+        || "the whole frame".to_string(),
+        |c| format!("the crop {c}"),
+    )
+}
+
 impl Crop {
     /// A crop of `width_px x height_px` at `(x_px, y_px)`; both sides must be at least 1.
     pub fn new(x_px: u32, y_px: u32, width_px: u32, height_px: u32) -> Result<Crop, CameraError> {

@@ -60,6 +60,15 @@ pub struct SelectedDevice {
 }
 
 /// Opens the device `choice` asks for (see the module doc for what `auto` means).
+/// `device` in words for messages: "the CPU" or "CUDA device N".
+pub fn device_label(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "the CPU".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("CUDA device {gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("Metal device {gpu_id}"),
+    }
+}
+
 pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     let cpu = |why: String| SelectedDevice {
         device: Device::Cpu,

@@ -82,3 +82,54 @@ pub enum MqeError {
 
 /// Result alias of the crate.
 pub type Result<T> = std::result::Result<T, MqeError>;
+
+/// `error` and its causes as one message for the operator, each cause once: many errors print
+/// their source in their own text as well as returning it from `source()`, so a cause whose
+/// text the message already holds is not repeated.
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("checkpoint ck: {source}")]
+    struct Outer {
+        #[source]
+        source: Inner,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("file ck/config.toml is corrupt")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading the policy")]
+    struct Context {
+        #[source]
+        source: Outer,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let error = Context {
+            source: Outer { source: Inner },
+        };
+        assert_eq!(
+            error_text(&error),
+            "loading the policy: checkpoint ck: file ck/config.toml is corrupt"
+        );
+    }
+}

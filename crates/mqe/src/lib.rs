@@ -56,5 +56,6 @@ pub use adam::{Adam, AdamParams};
 pub use agent::{Agent, Batch, Metrics};
 pub use checkpoint::{CheckpointConfig, CheckpointMeta, DataSource, check_compatible};
 pub use config::{Algo, EncoderKind, ModelConfig, ObsKind, TrainConfig};
-pub use device::{DeviceChoice, SelectedDevice, select_device};
+pub use device::{DeviceChoice, SelectedDevice, device_label, select_device};
+pub use error::error_text;
 pub use error::{MqeError, Result};

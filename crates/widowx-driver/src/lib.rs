@@ -90,6 +90,12 @@ impl std::fmt::Debug for Arm {
     }
 }
 
+impl std::fmt::Display for Arm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.firmware.arm, self.link.port().display())
+    }
+}
+
 impl Arm {
     /// Opens `port` at the configured baud rate, warns about a slow FTDI latency timer, and
     /// pings every configured servo: an error lists every missing or wrong-model servo.

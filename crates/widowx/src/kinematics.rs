@@ -103,12 +103,19 @@ impl Default for IkConfig {
     }
 }
 
+/// Joint angles to the milliradian, for messages.
+fn fmt_rad(joints_rad: &[f64]) -> String {
+    let parts: Vec<String> = joints_rad.iter().map(|q| format!("{q:.3}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
 /// Why [`inverse`] found no joints.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 pub enum IkError {
     #[error(
         "IK did not reach the target: best attempt is {position_error_m:.4} m and \
-         {rotation_error_rad:.4} rad away (joints {best_joints_rad:?})"
+         {rotation_error_rad:.4} rad away (joints {} rad)",
+        fmt_rad(best_joints_rad)
     )]
     NotReached {
         position_error_m: f64,
