@@ -498,7 +498,10 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         } else {
             Collector::Robot
         },
-        run_record: RunRecord::of_process(&checkpoint_dir(cli)?),
+        run_record: RunRecord {
+            sim_seed: cli.sim.then_some(cli.sim_seed),
+            ..RunRecord::of_process(&checkpoint_dir(cli)?)
+        },
         episodes_planned: Some(cli.episodes as u64),
         ..RuntimeOptions::default()
     };

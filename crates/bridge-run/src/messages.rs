@@ -248,6 +248,8 @@ pub enum PolicyRequest {
         goal: GoalImage,
         max_steps: usize,
         recording: Option<RecordingPlan>,
+        /// Hand each step's camera frame (JPEG) back for the run report.
+        keep_frames: bool,
     },
     /// Stop acting; record the final observation and close the recording with `outcome`.
     Stop {
@@ -267,6 +269,10 @@ pub struct StepRecord {
     pub inference_s: f64,
     pub frame_age_s: f64,
     pub obs_model_rgb: Vec<u8>,
+    /// When the step's camera frame was captured.
+    pub captured_at: Instant,
+    /// The camera frame as JPEG, when the run report or the recorder wants it (encoded once).
+    pub frame_jpeg: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What the policy thread tells the runtime.
@@ -309,6 +315,8 @@ pub enum MonitorMsg {
     /// The runtime starts collecting a new episode.
     EpisodeStart {
         episode: u64,
+        /// When it started: event times in the episode's log count from here.
+        at: Instant,
         /// Episodes the run asked for, when it said.
         planned: Option<u64>,
     },
@@ -334,10 +342,22 @@ pub struct PolicyStatus {
 pub struct EpisodeLog {
     /// Every event as logged, `+seconds  text` from the episode start.
     pub events: Vec<String>,
+    /// The same events with their time and kind, for the run report.
+    pub timed_events: Vec<TimedEvent>,
     /// Safety events only (faults, refused steps), same format.
     pub safety_events: Vec<String>,
     pub control_period_s: Vec<f64>,
     pub frame_to_command_s: Vec<f64>,
+}
+
+/// One logged event of an episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedEvent {
+    /// Seconds from the episode start.
+    pub at_s: f64,
+    pub text: String,
+    /// A safety event (fault, refused step).
+    pub safety: bool,
 }
 
 /// What the runtime asks the recorder to write.

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock;
-use crate::messages::{ControlEvent, ControlStatus, EpisodeLog, MonitorMsg, PolicyStatus};
+use crate::messages::{
+    ControlEvent, ControlStatus, EpisodeLog, MonitorMsg, PolicyStatus, TimedEvent,
+};
 
 use crate::mailbox::Mailbox;
 use crate::modes::{EpisodeEnd, Input};
@@ -160,12 +162,16 @@ impl Monitor {
                 let _ = reply.send(std::mem::take(&mut self.episode_log));
             }
             MonitorMsg::Exit => {}
-            MonitorMsg::EpisodeStart { episode, planned } => {
+            MonitorMsg::EpisodeStart {
+                episode,
+                at,
+                planned,
+            } => {
                 self.episode = EpisodeCount {
                     current: episode,
                     planned,
                 };
-                self.episode_started = Instant::now();
+                self.episode_started = at;
                 self.episode_log = EpisodeLog::default();
                 self.record(
                     Instant::now(),
@@ -205,6 +211,11 @@ impl Monitor {
             self.episode_log.safety_events.push(entry.clone());
         }
         self.episode_log.events.push(entry);
+        self.episode_log.timed_events.push(TimedEvent {
+            at_s: since_episode_s,
+            text: text.to_string(),
+            safety,
+        });
     }
 
     fn clear_status_line(&mut self) {
@@ -343,7 +354,11 @@ pub fn describe(event: &ControlEvent) -> String {
                 }
             };
             let mut text = if transition.from == transition.to {
-                format!("mode {} ({cause}): {}", transition.to, transition.effect)
+                match transition.input {
+                    // The command says what was done.
+                    Input::Operator(_) => format!("mode {} ({cause})", transition.to),
+                    _ => format!("mode {} ({cause}): {}", transition.to, transition.effect),
+                }
             } else {
                 format!("mode {} -> {} ({cause})", transition.from, transition.to)
             };

@@ -8,6 +8,7 @@
 //! the squash to the input size), u8 HWC, scaled by 1/255 inside the mqe encoders.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use camera::preprocess::{Crop, ModelView};
@@ -121,6 +122,8 @@ pub struct GoalImage {
     pub crop: Option<Crop>,
     /// `size_px * size_px * 3` bytes, RGB HWC, the goal frame as the model sees it.
     pub model_rgb: Vec<u8>,
+    /// The goal frame as the camera sees it (for the run report; shared, not copied, per episode).
+    pub frame: Arc<image::RgbImage>,
 }
 
 impl GoalImage {
@@ -168,11 +171,24 @@ impl GoalImage {
                 path: path_label.to_path_buf(),
                 source,
             })?;
+        let frame =
+            image::RgbImage::from_raw(width_px, height_px, rgb.to_vec()).ok_or_else(|| {
+                PolicyError::GoalPixels {
+                    path: path_label.to_path_buf(),
+                    source: camera::CameraError::FrameSize {
+                        len: rgb.len(),
+                        width_px,
+                        height_px,
+                        expected: width_px as usize * height_px as usize * 3,
+                    },
+                }
+            })?;
         Ok(Self {
             path: path_label.to_path_buf(),
             size_px: view.size_px,
             crop: view.crop,
             model_rgb,
+            frame: Arc::new(frame),
         })
     }
 }

@@ -51,6 +51,8 @@ struct Active {
     steps: usize,
     next_tick: Instant,
     recording: Option<PathBuf>,
+    /// The run report wants each step's camera frame.
+    keep_frames: bool,
     /// The operator's actions counted when the last recorded action was taken.
     interventions_at_action: Option<Interventions>,
     /// Last reason a step was skipped (reported once per run of skips).
@@ -100,6 +102,7 @@ impl PolicyThread {
                     goal,
                     max_steps,
                     recording,
+                    keep_frames,
                 }) => {
                     if let Some(old) = active.take() {
                         self.stop(
@@ -108,6 +111,9 @@ impl PolicyThread {
                         );
                     }
                     active = self.start(episode, &goal, max_steps, recording);
+                    if let Some(a) = active.as_mut() {
+                        a.keep_frames = keep_frames;
+                    }
                 }
                 Ok(PolicyRequest::Stop { episode, outcome }) => {
                     if let Some(a) = active.take_if(|a| a.episode == episode) {
@@ -183,6 +189,7 @@ impl PolicyThread {
             next_tick: Instant::now(),
             recording,
             interventions_at_action: None,
+            keep_frames: false,
             skipping: None,
         })
     }
@@ -196,7 +203,7 @@ impl PolicyThread {
             let status = self.links.control.get();
             self.mark_last_action(&mut active, &status);
             if let Some(frame) = self.links.frames.latest().filter(fresh) {
-                self.record_observation(&frame, &status);
+                self.record_observation(self.jpeg_of(&frame), &status);
             }
             self.send_to_recorder(RecorderMsg::EndEpisode(outcome));
         }
@@ -261,6 +268,12 @@ impl PolicyThread {
             frame_captured_at: frame.captured_at,
         }));
         active.steps += 1;
+        // After the action is out: encoding takes milliseconds.
+        let frame_jpeg = if active.keep_frames || active.recording.is_some() {
+            self.jpeg_of(&frame).map(Arc::new)
+        } else {
+            None
+        };
         self.links.status.put(PolicyStatus {
             episode: active.episode,
             steps: active.steps,
@@ -276,10 +289,12 @@ impl PolicyThread {
             inference_s: output.inference_s,
             frame_age_s,
             obs_model_rgb: self.obs.clone(),
+            captured_at: frame.captured_at,
+            frame_jpeg: frame_jpeg.clone(),
         }));
         if active.recording.is_some() && output.is_finite() {
             self.mark_last_action(active, &status);
-            self.record_observation(&frame, &status);
+            self.record_observation(frame_jpeg.map(|jpeg| jpeg.as_ref().clone()), &status);
             self.send_to_recorder(RecorderMsg::Action(BridgeAction::from_array(action)));
             active.interventions_at_action = Some(status.interventions);
         }
@@ -309,19 +324,26 @@ impl PolicyThread {
         }
     }
 
-    fn record_observation(&self, frame: &Arc<Frame>, status: &ControlStatus) {
-        let jpeg = match encode_jpeg(frame) {
-            Ok(jpeg) => jpeg,
+    /// The frame as JPEG; `None` (and a note) when it cannot be encoded.
+    fn jpeg_of(&self, frame: &Frame) -> Option<Vec<u8>> {
+        match encode_jpeg(frame) {
+            Ok(jpeg) => Some(jpeg),
             Err(e) => {
                 self.note(
-                    format!("recording: cannot encode the frame as JPEG: {e}"),
+                    format!("cannot encode the camera frame as JPEG: {e}"),
                     false,
                 );
-                return;
+                None
             }
-        };
-        let step = raw_step(jpeg, status);
-        self.send_to_recorder(RecorderMsg::Observation(step));
+        }
+    }
+
+    /// Records an observation with its frame's JPEG (none: the frame could not be encoded, and
+    /// the observation is left out).
+    fn record_observation(&self, jpeg: Option<Vec<u8>>, status: &ControlStatus) {
+        if let Some(jpeg) = jpeg {
+            self.send_to_recorder(RecorderMsg::Observation(raw_step(jpeg, status)));
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bridge_data::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::RuntimeConfig;
@@ -24,7 +24,7 @@ use crate::modes::EpisodeEnd;
 use crate::policy::GoalImage;
 
 /// What a run was started with, the same for each of its episodes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The checkpoint directory.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +32,9 @@ pub struct RunRecord {
     /// [`checkpoint_id`] of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_id: Option<String>,
+    /// The virtual tabletop's seed, on the simulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_seed: Option<u64>,
     /// The program and its arguments.
     pub command_line: Vec<String>,
 }
@@ -42,6 +45,7 @@ impl RunRecord {
         RunRecord {
             checkpoint: Some(checkpoint.to_path_buf()),
             checkpoint_id: checkpoint_id(checkpoint).ok(),
+            sim_seed: None,
             command_line: std::env::args().collect(),
         }
     }

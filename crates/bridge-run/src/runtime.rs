@@ -125,6 +125,10 @@ pub struct Runtime {
     run_record: RunRecord,
     episodes_planned: Option<u64>,
     episodes: u64,
+    /// When the current (or last) episode started; its trace's times count from here.
+    episode_started_at: Instant,
+    /// Write a run report for each episode (`episode.report`, or [`Runtime::set_write_reports`]).
+    write_reports: bool,
 }
 
 /// Longest wait for a reset to the start pose, beyond its planned time.
@@ -188,6 +192,7 @@ impl Runtime {
     ) -> Runtime {
         Runtime {
             session_dir: session_dir(&config.episode.recording_dir),
+            write_reports: config.episode.report,
             config,
             input_view,
             operator: graph.operator,
@@ -204,6 +209,7 @@ impl Runtime {
             run_record: front.run_record,
             episodes_planned: front.episodes_planned,
             episodes: 0,
+            episode_started_at: Instant::now(),
         }
     }
 
@@ -226,6 +232,13 @@ impl Runtime {
     /// What the policy thread last did.
     pub fn policy_status(&self) -> PolicyStatus {
         self.policy_status.get()
+    }
+
+    /// Whether the next episodes get a run report (default: the configuration's
+    /// `episode.report`). An evaluation keeps reports of a few episodes only, and saves the
+    /// time of the others.
+    pub fn set_write_reports(&mut self, on: bool) {
+        self.write_reports = on;
     }
 
     /// The configuration the runtime runs with.
@@ -262,8 +275,11 @@ impl Runtime {
         }
         self.episodes += 1;
         let episode = self.episodes;
+        let started_at = Instant::now();
+        self.episode_started_at = started_at;
         let _ = self.monitor.send(MonitorMsg::EpisodeStart {
             episode,
+            at: started_at,
             planned: self.episodes_planned,
         });
         while self.policy_reports.try_recv().is_ok() {}
@@ -277,6 +293,7 @@ impl Runtime {
                 goal: goal.clone(),
                 max_steps,
                 recording,
+                keep_frames: self.write_reports,
             })
             .map_err(|_| gone("policy"))?;
         self.wait_policy_started(episode, goal)?;
@@ -466,12 +483,17 @@ impl Runtime {
         let mut trace = EpisodeTrace {
             goal_model_rgb: goal.model_rgb.clone(),
             size_px: goal.size_px,
+            goal_frame: Some(std::sync::Arc::clone(&goal.frame)),
+            goal: goal.path.display().to_string(),
+            run: self.run_record.clone(),
             ..EpisodeTrace::default()
         };
         loop {
             crossbeam_channel::select! {
                 recv(self.policy_reports) -> report => match report {
-                    Ok(PolicyReport::Step(step)) if step.episode == episode => push_step(&mut trace, step),
+                    Ok(PolicyReport::Step(step)) if step.episode == episode => {
+                        push_step(&mut trace, step, self.episode_started_at);
+                    }
                     Ok(PolicyReport::Finished { episode: e, .. }) if e == episode => {
                         // Let the last step's move finish before holding.
                         std::thread::sleep(Duration::from_secs_f64(self.config.control.move_time_s));
@@ -501,7 +523,9 @@ impl Runtime {
         let deadline = Instant::now() + GOAL_TIMEOUT;
         loop {
             match self.policy_reports.recv_deadline(deadline) {
-                Ok(PolicyReport::Step(step)) if step.episode == episode => push_step(trace, step),
+                Ok(PolicyReport::Step(step)) if step.episode == episode => {
+                    push_step(trace, step, self.episode_started_at);
+                }
                 Ok(PolicyReport::Stopped {
                     episode: e,
                     steps,
@@ -555,7 +579,8 @@ impl Runtime {
         let log = self.take_episode_log();
         trace.frame_to_command_s = log.frame_to_command_s.clone();
         trace.control_period_s = log.control_period_s.clone();
-        trace.events = log.events.clone();
+        trace.events = log.timed_events.clone();
+        trace.ending = Some(summary.clone());
         let report_dir = self.write_episode_report(episode, &trace);
         Ok(EpisodeReport {
             episode,
@@ -577,7 +602,7 @@ impl Runtime {
     }
 
     fn write_episode_report(&self, episode: u64, trace: &EpisodeTrace) -> Option<PathBuf> {
-        if !self.config.episode.report {
+        if !self.write_reports {
             return None;
         }
         let dir = self
@@ -784,10 +809,16 @@ fn fault_suffix(status: &ControlStatus, prefix: &str) -> String {
 }
 
 /// One policy step into the episode's trace.
-fn push_step(trace: &mut EpisodeTrace, step: StepRecord) {
+fn push_step(trace: &mut EpisodeTrace, step: StepRecord, episode_started_at: Instant) {
     trace.distances.push(step.distance);
     trace.inference_s.push(step.inference_s);
     trace.observations_model_rgb.push(step.obs_model_rgb);
+    trace.frames_jpeg.push(step.frame_jpeg);
+    trace.step_times_s.push(
+        step.captured_at
+            .saturating_duration_since(episode_started_at)
+            .as_secs_f64(),
+    );
 }
 
 fn gone(thread: &'static str) -> RunError {

@@ -42,6 +42,7 @@ fn record_an_intervened_aborted_episode(dir: &Path) -> (PathBuf, PathBuf) {
         run_record: RunRecord {
             checkpoint: Some(PathBuf::from("models/test")),
             checkpoint_id: Some("sha256:0123456789abcdef".into()),
+            sim_seed: None,
             command_line: vec!["bridge-run".into(), "--test".into()],
         },
         ..RuntimeOptions::default()

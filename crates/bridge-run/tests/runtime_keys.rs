@@ -124,8 +124,8 @@ fn pause_jog_gripper_resume_then_quit() {
     let log = wait_log(&dir.path().join("bridge-run.log"), "mode parking -> done");
     for line in [
         "mode running -> paused (operator: pause/resume)",
-        "mode paused (operator: jog +X)",
-        "mode paused (operator: jog -Y)",
+        "mode paused (operator: jog +x)",
+        "mode paused (operator: jog -y)",
         "mode paused -> running (operator: pause/resume)",
         "mode running -> parking (operator: park and quit)",
         "gripper closes",

@@ -253,7 +253,10 @@ fn bad_keys_and_missing_files_are_named() {
     assert!(err.contains("gama") && err.contains("run.toml"), "{err}");
     // One plain message, as bridge-run prints its errors: no Debug report, no repeated causes.
     assert!(err.contains("bridge-train: error: "), "{err}");
-    assert!(!err.contains("Caused by") && !err.contains("Error: "), "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("Error: "),
+        "{err}"
+    );
     assert_eq!(err.matches("unknown field `gama`").count(), 1, "{err}");
 
     let run = bridge_train(&["config", "--set", "bogus_setting=1"]);

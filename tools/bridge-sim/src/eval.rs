@@ -275,6 +275,8 @@ impl WorkerContext<'_> {
             _ => self.args.steps_per_block * moved,
         };
         let grasps_before = rig.scene().grasp_counts();
+        // Reports of every episode would take time and fill the disk: the first few per task.
+        runtime.set_write_reports(job.episode < self.args.reports_per_task);
         let report = runtime.run_episode(&goal, steps)?;
         let outcome = task.outcome(&rig.scene().scene());
         if runtime.status().mode.awaits_operator() {
@@ -285,11 +287,6 @@ impl WorkerContext<'_> {
                 .context("parking after a fault, as the operator")?;
         }
         let grasped = grasped_blocks(rig.scene(), &grasps_before);
-        let keep_report = job.episode < self.args.reports_per_task;
-        if !keep_report && let Some(dir) = &report.report_dir {
-            // Reports of every episode would fill the disk; the first few per task are kept.
-            let _ = std::fs::remove_dir_all(dir);
-        }
         Ok(EpisodeResult {
             task: task.name.clone(),
             tier: task.tier(),
@@ -308,7 +305,7 @@ impl WorkerContext<'_> {
             last_distance: report.distances.last().copied(),
             summary: report.summary.clone(),
             fault: report.fault.as_ref().map(|f| format!("{f:?}")),
-            report_dir: report.report_dir.clone().filter(|_| keep_report),
+            report_dir: report.report_dir.clone(),
         })
     }
 

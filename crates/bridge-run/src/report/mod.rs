@@ -1,34 +1,48 @@
 //! The run report of one episode: what the policy saw and did, readable without any tool.
 //!
 //! [`write_report`] writes into a directory:
-//! - `animation.gif`: goal | observation side by side, each upscaled to [`VIEW_PX`], one frame per
-//!   policy step (played at the Bridge rate of 5 Hz), with the step and the learned distance above
-//!   (an episode without any step gets a single frame showing the goal);
-//! - `distance.png`: the learned distance to the goal per policy step;
-//! - `latency.png`: histograms of inference time, frame-to-command latency and control period;
-//! - `events.txt`: one line per event (mode changes, safety events);
-//! - `summary.json`: counts and percentiles ([`ReportSummary`]).
+//! - `animation.gif`: goal | observation side by side at the camera's resolution (the model's
+//!   input, enlarged, where no camera frame was kept), one frame per policy step played at the
+//!   Bridge rate of 5 Hz, with the step, the learned distance and the time above, and the events
+//!   since the previous step (mode changes, operator keys, faults) below; a last frame says how
+//!   the episode ended (an episode without any step gets that frame only);
+//! - `distance.png`: the learned distance to the goal per policy step, with the mode changes and
+//!   safety events marked and listed;
+//! - `latency.png`: histograms of inference time, frame-to-command latency and control period,
+//!   with a logarithmic count axis and p50 / p99 / max marked, so a rare slow sample shows;
+//! - `events.txt`: one line per event;
+//! - `summary.json`: how it ended, what it ran with, counts and percentiles ([`ReportSummary`]).
 //!
 //! The plots are drawn with the `image` crate and a built-in 5x7 pixel font, so no plotting
 //! library or system font is needed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bridge_data::stats::quantile;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::messages::TimedEvent;
+use crate::record::RunRecord;
+
 mod draw;
 use draw::{plot_distance, plot_latencies, write_animation};
 
-/// Side of each of the two views in the animation.
+/// Side of each view in the animation when no camera frame is known (the model's input,
+/// enlarged).
 pub const VIEW_PX: u32 = 256;
-/// Height of the caption strip above the views.
-pub const CAPTION_PX: u32 = 20;
-/// Width and height of every animation frame.
-pub const ANIMATION_SIZE_PX: (u32, u32) = (2 * VIEW_PX, VIEW_PX + CAPTION_PX);
 /// Display time of one frame: one policy step at 5 Hz.
 pub const FRAME_DELAY_MS: u32 = 200;
+/// Display time of the last frame (how the episode ended).
+pub const ENDING_DELAY_MS: u32 = 3000;
+
+/// Width and height of every animation frame for views of `view_px` (width, height): two views
+/// side by side, a caption strip above and an event strip below.
+pub fn animation_size_px(view_px: (u32, u32)) -> (u32, u32) {
+    let layout = draw::Layout::for_view(view_px);
+    (layout.width_px(), layout.height_px())
+}
 
 /// Everything recorded about one episode that the report shows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,8 +61,20 @@ pub struct EpisodeTrace {
     pub frame_to_command_s: Vec<f64>,
     /// Control-loop periods, seconds.
     pub control_period_s: Vec<f64>,
-    /// Mode changes and safety events, in order, one line each.
-    pub events: Vec<String>,
+    /// Every event of the episode, in order.
+    pub events: Vec<TimedEvent>,
+    /// The goal as the camera saw it (the animation's left view); `None`: the model's view.
+    pub goal_frame: Option<Arc<RgbImage>>,
+    /// Each policy step's camera frame as JPEG; `None` where none was kept.
+    pub frames_jpeg: Vec<Option<Arc<Vec<u8>>>>,
+    /// When each policy step's frame was captured, seconds from the episode start.
+    pub step_times_s: Vec<f64>,
+    /// How the episode ended, one sentence.
+    pub ending: Option<String>,
+    /// Where the goal came from.
+    pub goal: String,
+    /// What the run was started with.
+    pub run: RunRecord,
 }
 
 /// Why the report could not be written.
@@ -116,7 +142,13 @@ pub struct DistanceSummary {
 /// Contents of `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportSummary {
-    /// Policy steps (frames of the animation).
+    /// How the episode ended, one sentence.
+    pub end_reason: Option<String>,
+    /// Where the goal came from.
+    pub goal: String,
+    /// Checkpoint, its id, the simulator's seed and the command line.
+    pub run: RunRecord,
+    /// Policy steps.
     pub steps: usize,
     /// Side of the model input.
     pub size_px: u32,
@@ -145,7 +177,7 @@ pub fn write_report(dir: &Path, trace: &EpisodeTrace) -> Result<(), ReportError>
         source,
     })?;
     write_animation(&dir.join(ANIMATION_FILE), trace)?;
-    save_png(&dir.join(DISTANCE_FILE), &plot_distance(&trace.distances))?;
+    save_png(&dir.join(DISTANCE_FILE), &plot_distance(trace))?;
     save_png(&dir.join(LATENCY_FILE), &plot_latencies(trace))?;
     write_events(&dir.join(EVENTS_FILE), &trace.events)?;
     let summary = summarize(trace);
@@ -167,6 +199,9 @@ pub fn summarize(trace: &EpisodeTrace) -> ReportSummary {
         .collect();
     let min = finite.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
     ReportSummary {
+        end_reason: trace.ending.clone(),
+        goal: trace.goal.clone(),
+        run: trace.run.clone(),
         steps: trace.observations_model_rgb.len(),
         size_px: trace.size_px,
         distance: DistanceSummary {
@@ -225,13 +260,23 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     })
 }
 
-fn write_events(path: &Path, events: &[String]) -> Result<(), ReportError> {
+fn write_events(path: &Path, events: &[TimedEvent]) -> Result<(), ReportError> {
     let mut text = String::new();
     for event in events {
-        text.push_str(event.trim_end());
+        text.push_str(&event_line(event));
         text.push('\n');
     }
     write_file(path, text.as_bytes())
+}
+
+/// `+seconds  text`, with `SAFETY` before safety events.
+pub fn event_line(event: &TimedEvent) -> String {
+    format!(
+        "+{:.3}s  {}{}",
+        event.at_s,
+        if event.safety { "SAFETY " } else { "" },
+        event.text.trim_end()
+    )
 }
 
 fn save_png(path: &Path, image: &RgbImage) -> Result<(), ReportError> {
