@@ -80,6 +80,12 @@ pub struct ControlConfig {
     /// Once a reset or park move's setpoint has arrived, the arm must be there within this, s.
     /// Default 3.0.
     pub reach_timeout_s: f64,
+    /// SCHED_FIFO priority (1..=99) the control thread asks for; 0: normal scheduling. Default
+    /// 80. Without the permission the run goes on at normal priority and says how to grant it.
+    pub realtime_priority: u8,
+    /// Lock the process's memory (mlockall) so no page of the control loop is swapped out.
+    /// Default true; like the priority, it needs a permission and is skipped with a word without.
+    pub lock_memory: bool,
 }
 
 impl Default for ControlConfig {
@@ -92,6 +98,8 @@ impl Default for ControlConfig {
             reset_speed_rad_s: 0.8,
             reached_tolerance_rad: 0.03,
             reach_timeout_s: 3.0,
+            realtime_priority: 80,
+            lock_memory: true,
         }
     }
 }
@@ -361,6 +369,12 @@ impl RuntimeConfig {
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.control;
         positive("control.control_period_s", c.control_period_s, 0.5)?;
+        if c.realtime_priority > 99 {
+            return Err(format!(
+                "control.realtime_priority {} is out of range: expected 0 (normal scheduling) or 1..=99 (SCHED_FIFO)",
+                c.realtime_priority
+            ));
+        }
         positive("control.servo_move_time_s", c.servo_move_time_s, 1.0)?;
         positive("control.move_time_s", c.move_time_s, 10.0)?;
         positive("control.jog_move_time_s", c.jog_move_time_s, 10.0)?;

@@ -152,6 +152,7 @@ pub fn spawn(
 
 impl Control {
     fn run(mut self) -> Arm {
+        self.become_realtime();
         let period = Duration::from_secs_f64(self.config.control.control_period_s);
         let mut next_tick = Instant::now();
         let mut last_tick: Option<Instant> = None;
@@ -177,6 +178,20 @@ impl Control {
             }
         }
         self.arm
+    }
+
+    /// Asks for SCHED_FIFO and locked memory, and says once what it got (with how to grant
+    /// what was refused).
+    fn become_realtime(&mut self) {
+        let c = &self.config.control;
+        let report =
+            crate::realtime::make_current_thread_realtime(c.realtime_priority, c.lock_memory);
+        self.send(MonitorMsg::Note {
+            at: Instant::now(),
+            source: "control",
+            text: report.to_string(),
+            safety: report.refused(),
+        });
     }
 
     /// One control cycle; false when the loop must end.

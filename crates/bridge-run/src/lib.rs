@@ -62,6 +62,7 @@ pub mod modes;
 pub mod monitor;
 pub mod policy;
 mod policy_loop;
+pub mod realtime;
 pub mod record;
 pub mod recorder;
 pub mod report;

@@ -100,10 +100,11 @@ enum Command {
     /// Print the resolved configuration (defaults, calibration/workspace.toml, --config).
     Config,
     /// Run episodes for a while and print control-loop period, frame-to-command latency and
-    /// inference time (p50/p99/max).
+    /// inference time (p50/p99/max): four rounds, quiet and beside a CPU-loading neighbour, each
+    /// at normal and at real-time priority, then a table of the rounds side by side.
     Bench {
-        /// How long to run.
-        #[arg(long, default_value_t = 60.0)]
+        /// How long each round runs.
+        #[arg(long, default_value_t = 15.0)]
         seconds: f64,
         /// Without --checkpoint: input size of the random-weight model benchmarked.
         #[arg(long, default_value_t = 128)]
@@ -715,17 +716,72 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
     let scratch = std::env::temp_dir().join(format!("bridge-run-bench-{}", std::process::id()));
     config.episode.recording_dir = scratch.join("recordings");
     config.episode.log_file = scratch.join("bridge-run.log");
-    let policy: MqePolicy = match &cli.checkpoint {
-        Some(_) => load_policy(cli)?,
-        None => {
-            let device = device(cli.device)?;
-            let dir = scratch.join("random-checkpoint");
-            random_checkpoint(&dir, size_px, &device)?;
-            MqePolicy::load(&dir, &device).context("loading the random-weight checkpoint")?
-        }
-    };
+    config.episode.report = false;
+    let random_dir = scratch.join("random-checkpoint");
+    if cli.checkpoint.is_none() {
+        random_checkpoint(&random_dir, size_px, &device(cli.device)?)?;
+    }
     let device_name = mqe::device_label(&device(cli.device)?);
-    let mut rig = open_rig(cli, &config)?;
+    // Whether this process may have real-time priority at all (asked in a scratch thread).
+    let refused = std::thread::spawn(|| {
+        bridge_run::realtime::make_current_thread_realtime(80, false).scheduling
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the real-time probe thread panicked"))?
+    .err();
+    let mut rounds = Vec::new();
+    let mut notes = Vec::new();
+    let mut input_px = 0;
+    for round in bridge_run::bench::Round::ALL {
+        config.control.realtime_priority = if round.realtime { 80 } else { 0 };
+        config.control.lock_memory = round.realtime;
+        let policy = match &cli.checkpoint {
+            Some(_) => load_policy(cli)?,
+            None => MqePolicy::load(&random_dir, &device(cli.device)?)
+                .context("loading the random-weight checkpoint")?,
+        };
+        input_px = policy.input_size_px();
+        say(&format!("bench round: {} for {seconds} s", round.name()));
+        let load = round.loaded.then(bridge_run::bench::CpuLoad::start);
+        let result = bench_round(cli, &config, policy, seconds);
+        drop(load);
+        let result = result.with_context(|| format!("bench round {}", round.name()))?;
+        for event in result.safety_events.iter().take(5) {
+            say(&format!("  safety event: {event}"));
+        }
+        notes.push(match (&refused, round.realtime) {
+            (Some(why), true) => format!("refused: {why}"),
+            _ => String::new(),
+        });
+        rounds.push((round, result));
+    }
+    println!(
+        "bridge-run bench: sim, {seconds} s per round; control {:.0} Hz, policy {:.0} Hz; {input_px} px input on {device_name}",
+        1.0 / config.control.control_period_s,
+        1.0 / config.policy.policy_period_s,
+    );
+    print!(
+        "{}",
+        bridge_run::bench::rounds_table(&rounds, &notes, config.control.control_period_s)
+    );
+    if let Some(why) = refused {
+        println!(
+            "real-time priority: {why}. {}",
+            bridge_run::realtime::GRANT_ADVICE
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One bench round on a fresh virtual arm.
+fn bench_round(
+    cli: &Cli,
+    config: &RuntimeConfig,
+    policy: MqePolicy,
+    seconds: f64,
+) -> Result<bridge_run::bench::BenchResult> {
+    let mut rig = open_rig(cli, config)?;
     let frame = rig.camera.next_frame().context("the goal frame")?;
     let goal = GoalImage::from_rgb(
         Path::new("(first sim frame)"),
@@ -734,7 +790,6 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
         frame.height_px,
         policy.input_view(),
     )?;
-    let input_px = policy.input_size_px();
     let mut runtime = Runtime::start(
         config.clone(),
         rig.arm,
@@ -746,24 +801,7 @@ fn bench(cli: &Cli, mut config: RuntimeConfig, seconds: f64, size_px: usize) -> 
     let stopped = runtime.park_and_stop();
     let result = result?;
     stopped?;
-    println!(
-        "bridge-run bench: sim, {:.1} s, {} episodes, {} policy steps; control {:.0} Hz, policy {:.0} Hz; {} px input on {device_name}",
-        result.seconds,
-        result.episodes,
-        result.steps,
-        1.0 / config.control.control_period_s,
-        1.0 / config.policy.policy_period_s,
-        input_px
-    );
-    print!("{}", result.table());
-    if !result.safety_events.is_empty() {
-        println!("safety events ({}):", result.safety_events.len());
-        for event in result.safety_events.iter().take(10) {
-            println!("  {event}");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(ExitCode::SUCCESS)
+    Ok(result)
 }
 
 /// A pixel checkpoint with random weights (default architecture) for timing.

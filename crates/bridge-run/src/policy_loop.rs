@@ -229,7 +229,12 @@ impl PolicyThread {
         if active.steps >= active.max_steps {
             return;
         }
-        let Some(frame) = self.links.frames.latest() else {
+        // The next frame rather than the newest: that one may be a whole frame interval old.
+        let newest = self.links.frames.latest();
+        let wait =
+            Duration::from_secs_f64(self.max_frame_age_s.min(self.period.as_secs_f64() / 2.0));
+        let next = self.links.frames.next_after(newest.as_ref(), wait);
+        let Some(frame) = next.or(newest) else {
             self.skip(active, "no-frame", "no camera frame yet".into());
             return;
         };

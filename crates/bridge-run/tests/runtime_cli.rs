@@ -350,3 +350,37 @@ fn without_a_keyboard_a_fault_holds_then_cuts_torque_where_the_arm_stands_and_ex
         "the arm was moved after the fault: {log}"
     );
 }
+
+#[test]
+fn bench_prints_the_four_rounds_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bridge_run(dir.path())
+        .args(["bench", "--sim", "--seconds", "1.5", "--size-px", "32"])
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("jitter p99") && stdout.contains("f2c p50"),
+        "{stdout}"
+    );
+    for round in [
+        "quiet, normal priority",
+        "quiet, SCHED_FIFO",
+        "loaded, normal priority",
+        "loaded, SCHED_FIFO",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(round))
+            .unwrap_or_else(|| panic!("no row {round}: {stdout}"));
+        // Every column but the name holds a number of milliseconds.
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let numbers = cells[cells.len() - 7..]
+            .iter()
+            .filter(|c| c.parse::<f64>().is_ok_and(|ms| ms >= 0.0))
+            .count();
+        assert_eq!(numbers, 7, "{line}");
+    }
+}
