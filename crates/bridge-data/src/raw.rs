@@ -7,7 +7,7 @@
 //!     obs_dict.pkl                   dict of arrays of length T+1: full_state (7), state (7, 5 or 4),
 //!                                    qpos, qvel, joint_effort (6), eef_transform (4x4), time_stamp
 //!     policy_out.pkl                 list of T dicts, each with 'actions' (7, 5 or 4), or of T arrays;
-//!                                    ours add 'step_kind' ("policy", "jog" or "paused")
+//!                                    ours add 'step_kind' ("policy", "teleop", "jog" or "paused")
 //!     agent_data.pkl                 dict with 'traj_ok' (the episode ran to its end); ours add
 //!                                    'end_reason', and write it last, when the episode closes
 //!     lang.txt                       the instruction (first line), optionally "confidence: ..."
@@ -195,6 +195,11 @@ impl RawEpisodeWriter {
     /// (`[dx, dy, dz, droll, dpitch, dyaw, gripper]`), as a policy step. At most one action per
     /// observation.
     pub fn push_action(&mut self, action: [f64; 7]) -> Result<(), RawError> {
+        self.push_action_of(action, StepKind::Policy)
+    }
+
+    /// [`RawEpisodeWriter::push_action`] for an action of `kind` (a teleoperated step).
+    pub fn push_action_of(&mut self, action: [f64; 7], kind: StepKind) -> Result<(), RawError> {
         if self.actions.len() >= self.observations.len() {
             return Err(RawError::Invalid {
                 path: self.dir.clone(),
@@ -205,7 +210,7 @@ impl RawEpisodeWriter {
                 ),
             });
         }
-        self.actions.push((action, StepKind::Policy));
+        self.actions.push((action, kind));
         Ok(())
     }
 

@@ -48,8 +48,11 @@ pub struct Trajectory {
 /// Who moved the arm between an observation and the next, as a recording flags it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepKind {
-    /// Only the recorded action.
+    /// Only the recorded action, chosen by a policy (or replayed).
     Policy,
+    /// Only the recorded action, commanded by the operator teleoperating the arm: a
+    /// demonstration, not an intervention.
+    Teleop,
     /// The operator jogged the arm or worked the gripper during the step.
     Jog,
     /// The operator paused the episode during the step (the arm held; time passed).
@@ -61,6 +64,7 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Policy => "policy",
+            StepKind::Teleop => "teleop",
             StepKind::Jog => "jog",
             StepKind::Paused => "paused",
         }
@@ -68,15 +72,20 @@ impl StepKind {
 
     /// The kind named `text`, as [`StepKind::as_str`] writes it.
     pub fn parse(text: &str) -> Option<StepKind> {
-        [StepKind::Policy, StepKind::Jog, StepKind::Paused]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            StepKind::Policy,
+            StepKind::Teleop,
+            StepKind::Jog,
+            StepKind::Paused,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 
     /// Whether the operator acted during the step: the action alone does not explain the
     /// transition.
     pub fn intervened(self) -> bool {
-        self != StepKind::Policy
+        matches!(self, StepKind::Jog | StepKind::Paused)
     }
 }
 
@@ -194,9 +203,15 @@ mod tests {
 
     #[test]
     fn step_kinds_round_trip_their_names() {
-        for kind in [StepKind::Policy, StepKind::Jog, StepKind::Paused] {
+        for kind in [
+            StepKind::Policy,
+            StepKind::Teleop,
+            StepKind::Jog,
+            StepKind::Paused,
+        ] {
             assert_eq!(StepKind::parse(kind.as_str()), Some(kind));
         }
-        assert_eq!(StepKind::parse("teleop"), None);
+        assert_eq!(StepKind::parse("operator"), None);
+        assert!(!StepKind::Teleop.intervened());
     }
 }

@@ -24,6 +24,36 @@ pub struct RuntimeConfig {
     pub safety: SafetyConfig,
     pub episode: EpisodeConfig,
     pub camera: CameraConfig,
+    pub teleop: TeleopConfig,
+}
+
+/// Keyboard teleoperation (`bridge-run teleop`): rate control, since a terminal sends a held
+/// key as a press, a pause, then repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeleopConfig {
+    /// Speed of the gripper while a move key is held, m/s. Default 0.05 (1 cm per 5 Hz step).
+    pub speed_m_s: f64,
+    /// Turn rate about the vertical while a yaw key is held, rad/s. Default 0.5.
+    pub yaw_speed_rad_s: f64,
+    /// A first press moves for this long, covering the terminal's delay before it repeats a
+    /// held key, s. Default 0.6 (X11's 660 ms delay is covered by the first repeat arriving
+    /// within it plus `repeat_hold_s`).
+    pub key_hold_s: f64,
+    /// Each repeat of a held key extends the move by this much, longer than the repeat
+    /// interval (25-40 ms) and short enough to stop soon after release, s. Default 0.15.
+    pub repeat_hold_s: f64,
+}
+
+impl Default for TeleopConfig {
+    fn default() -> Self {
+        TeleopConfig {
+            speed_m_s: 0.05,
+            yaw_speed_rad_s: 0.5,
+            key_hold_s: 0.6,
+            repeat_hold_s: 0.15,
+        }
+    }
 }
 
 /// The camera (`--sim` renders the tabletop instead; `--camera-folder` replays images).
@@ -408,6 +438,11 @@ impl RuntimeConfig {
         if a.gripper_sticky_steps == 0 {
             return Err("action.gripper_sticky_steps is 0, expected at least 1".into());
         }
+        let t = &self.teleop;
+        positive("teleop.speed_m_s", t.speed_m_s, 0.5)?;
+        positive("teleop.yaw_speed_rad_s", t.yaw_speed_rad_s, 2.0)?;
+        positive("teleop.key_hold_s", t.key_hold_s, 2.0)?;
+        positive("teleop.repeat_hold_s", t.repeat_hold_s, 1.0)?;
         self.validate_workspace()?;
         self.validate_safety()?;
         self.validate_camera()

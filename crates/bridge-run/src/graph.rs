@@ -62,6 +62,8 @@ pub(crate) struct Graph {
     pub control_status: Mailbox<ControlStatus>,
     pub policy_status: Mailbox<PolicyStatus>,
     pub camera_stop: Arc<AtomicBool>,
+    /// The newest camera frame (the policy thread holds the other handle).
+    pub frames: FrameSlot,
     pub recorder: Option<Recorder>,
     pub threads: Threads,
 }
@@ -125,6 +127,7 @@ pub(crate) fn spawn(
         control_status: control_status.clone(),
         policy_status: policy_status.clone(),
         camera_stop: Arc::clone(&camera_stop),
+        frames: slot.clone(),
         recorder: settings.recorder_queue_len.map(Recorder::spawn),
         threads: Threads::default(),
     };

@@ -68,6 +68,22 @@ const POLL: Duration = Duration::from_millis(50);
 impl Keyboard {
     /// Puts the terminal in raw mode and starts reading keys. Errors when there is no terminal.
     pub fn start(commands: Sender<OperatorCommand>) -> Result<Keyboard, std::io::Error> {
+        let quit = commands.clone();
+        Keyboard::start_with(
+            move |key| match command_for_key(key) {
+                Some(command) => commands.send(command).is_ok(),
+                None => true,
+            },
+            quit,
+        )
+    }
+
+    /// [`Keyboard::start`] with another meaning for the keys: `handle` gets every key and
+    /// returns false to stop reading. `on_error` gets a Quit when the terminal cannot be read.
+    pub fn start_with(
+        handle: impl FnMut(&KeyEvent) -> bool + Send + 'static,
+        on_error: Sender<OperatorCommand>,
+    ) -> Result<Keyboard, std::io::Error> {
         if !has_terminal() {
             return Err(std::io::Error::other(
                 "standard input is not a terminal; the keyboard override needs one (pass --no-keyboard to run without it)",
@@ -78,7 +94,7 @@ impl Keyboard {
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("bridge-run-keyboard".into())
-            .spawn(move || read_keys(&commands, &flag));
+            .spawn(move || read_keys(handle, &on_error, &flag));
         match thread {
             Ok(thread) => Ok(Keyboard {
                 stop,
@@ -92,31 +108,29 @@ impl Keyboard {
     }
 }
 
-fn read_keys(commands: &Sender<OperatorCommand>, stop: &AtomicBool) {
+fn read_keys(
+    mut handle: impl FnMut(&KeyEvent) -> bool,
+    on_error: &Sender<OperatorCommand>,
+    stop: &AtomicBool,
+) {
+    let fail = |e: std::io::Error| {
+        tracing::error!("keyboard: cannot read the terminal ({e}); parking and quitting");
+        let _ = on_error.send(OperatorCommand::Quit);
+    };
     while !stop.load(Ordering::Relaxed) {
         match crossterm::event::poll(POLL) {
             Ok(true) => {}
             Ok(false) => continue,
-            Err(e) => {
-                tracing::error!("keyboard: cannot read the terminal ({e}); parking and quitting");
-                let _ = commands.send(OperatorCommand::Quit);
-                return;
-            }
+            Err(e) => return fail(e),
         }
         match crossterm::event::read() {
             Ok(Event::Key(key)) => {
-                if let Some(command) = command_for_key(&key)
-                    && commands.send(command).is_err()
-                {
+                if !handle(&key) {
                     return;
                 }
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::error!("keyboard: cannot read the terminal ({e}); parking and quitting");
-                let _ = commands.send(OperatorCommand::Quit);
-                return;
-            }
+            Err(e) => return fail(e),
         }
     }
 }

@@ -23,6 +23,10 @@
 //! - monitor ([`monitor`]): the log file, the status line, each episode's events and latencies;
 //! - keyboard ([`keyboard`], in the binary): raw-mode keys to [`OperatorCommand`]s.
 //!
+//! Besides a learned policy, the policy thread runs the operator teleoperating ([`teleop`]), a
+//! recorded episode replayed and a drive to a pose ([`replay`]), all as [`policy::Policy`]s, so
+//! the same supervisor and recorder apply to them.
+//!
 //! The thread bodies (`control`, `frames`, `policy_loop`) are private: a program drives them
 //! through [`Runtime`].
 //!
@@ -65,12 +69,14 @@ mod policy_loop;
 pub mod realtime;
 pub mod record;
 pub mod recorder;
+pub mod replay;
 pub mod report;
 pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stats;
 pub mod supervisor;
+pub mod teleop;
 
 pub use config::RuntimeConfig;
 pub use error::RunError;

@@ -6,6 +6,9 @@
 //! bridge-run --goal goal.png --checkpoint DIR       # the real arm on /dev/ttyDXL, camera /dev/video0
 //! bridge-run config [--config FILE]                 # print the resolved configuration
 //! bridge-run bench --sim --seconds 60               # control period, frame-to-command, inference
+//! bridge-run capture-goal --out goal.png --pose 0.3,0,0.1   # drive to a pose, save a goal image
+//! bridge-run teleop --task "put the block in the bowl" --episodes 20   # record demonstrations
+//! bridge-run replay recordings/<task>/00/<date>/raw/traj_group0/traj0  # replay, path error
 //! ```
 
 use std::io::Write;
@@ -32,6 +35,7 @@ use widowx::firmware::FirmwareConfig;
 use widowx_driver::{Arm, DriverConfig};
 
 mod run_sim;
+mod station;
 use run_sim::{SimHandle, SimTask};
 
 /// The checkpoint `--sim` uses when none is given.
@@ -109,6 +113,40 @@ enum Command {
         /// Without --checkpoint: input size of the random-weight model benchmarked.
         #[arg(long, default_value_t = 128)]
         size_px: usize,
+    },
+    /// Save a goal image: a camera frame at the camera's frame size. With --pose the arm first
+    /// drives there from the start pose (as BridgeData's eval_gc does). With the keyboard a
+    /// preview PNG is refreshed twice a second and Enter saves; with --no-keyboard it saves at once.
+    CaptureGoal {
+        /// Where the goal image goes (PNG or JPEG by the extension).
+        #[arg(long)]
+        out: PathBuf,
+        /// Drive the gripper to x,y,z[,yaw] (base frame, m; Bridge yaw, rad) first.
+        #[arg(long, value_parser = station::parse_pose, allow_hyphen_values = true)]
+        pose: Option<station::PoseArg>,
+        /// The live preview image; default <out>.preview.png.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+    },
+    /// Teleoperate with the keyboard (hold a key to move) and record each episode in the
+    /// BridgeData V2 raw layout; after each, a reset period: n keep and go on, r discard and redo,
+    /// q keep and quit.
+    Teleop {
+        /// The language instruction of the episodes (lang.txt), for example "put the block in the bowl".
+        #[arg(long)]
+        task: String,
+        /// Episodes to keep.
+        #[arg(long, default_value_t = 10)]
+        episodes: usize,
+        /// Steps an episode lasts at most (5 Hz); Enter ends it sooner. Default episode.max_steps.
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Drive the arm through a recorded episode's actions from the start pose, with the safety
+    /// supervisor on, and print the end-effector path error against the recording.
+    Replay {
+        /// The recorded episode (a raw-layout traj directory).
+        trajectory: PathBuf,
     },
 }
 
@@ -190,8 +228,34 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench { seconds, size_px }) => bench(cli, config, *seconds, *size_px),
+        Some(Command::CaptureGoal { out, pose, preview }) => station_result(station::capture_goal(
+            cli,
+            config,
+            out,
+            *pose,
+            preview.as_deref(),
+        )),
+        Some(Command::Teleop {
+            task,
+            episodes,
+            steps,
+        }) => station_result(station::teleop(cli, config, task, *episodes, *steps)),
+        Some(Command::Replay { trajectory }) => {
+            station_result(station::replay(cli, config, trajectory))
+        }
         None => drive(cli, config),
     }
+}
+
+/// The result of a station command, with its refused input (exit 2) told apart.
+fn station_result(result: Result<ExitCode>) -> Result<ExitCode> {
+    result.or_else(|e| match e.downcast_ref::<station::Refused>() {
+        Some(_) => {
+            say(&format!("bridge-run: refused: {}", mqe::error_text(&*e)));
+            Ok(ExitCode::from(EXIT_REFUSED))
+        }
+        None => Err(e),
+    })
 }
 
 /// Opens the device and logs the one line that says which it is.

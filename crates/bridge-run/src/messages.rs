@@ -15,7 +15,7 @@ use std::time::Instant;
 use bridge_data::raw::RawStep;
 use bridge_data::{Outcome, StepKind};
 use crossbeam_channel::Sender;
-use widowx::bridge::{BridgeAction, Clipped, CommandedPose};
+use widowx::bridge::{BridgeAction, Clipped, CommandedPose, bridge_state, gripper_open_fraction};
 use widowx::joints::ARM_JOINTS;
 use widowx_driver::{JointState, ServoRef};
 
@@ -94,6 +94,16 @@ pub struct ControlStatus {
     pub interventions: Interventions,
     /// The operator pressed space after a park (Done): run again. Cleared by the next reset.
     pub resume_requested: bool,
+}
+
+impl ControlStatus {
+    /// The measured Bridge state `[x, y, z, roll, pitch, yaw, gripper open fraction]` of the
+    /// last joint read.
+    pub fn bridge_state(&self) -> [f64; 7] {
+        let joints: [f64; ARM_JOINTS] = self.state.arm_positions_rad();
+        let gripper = gripper_open_fraction(self.state.positions_rad[ARM_JOINTS]);
+        bridge_state(&joints, gripper)
+    }
 }
 
 /// Counts of operator actions, compared between two policy steps to flag the step between.
@@ -373,8 +383,10 @@ pub enum RecorderMsg {
     },
     /// One observation (its JPEG is written at once).
     Observation(RawStep),
-    /// The action taken in the latest observation.
+    /// The action taken in the latest observation, by a policy.
     Action(BridgeAction),
+    /// The action taken in the latest observation, recorded as `kind` (a teleoperated step).
+    ActionOf(BridgeAction, StepKind),
     /// The operator acted during the latest action's step (sent before the next observation).
     MarkLastAction(StepKind),
     /// Closes the open episode (final flush) with its end record.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bridge_data::StepKind;
 use camera::preprocess::{Crop, ModelView};
 use candle_core::{DType, Device, Tensor};
 use mqe::{ActionNorm, Agent, Algo, CheckpointConfig, DataSource, MqeError, ObsKind};
@@ -245,7 +246,10 @@ impl PolicyOutput {
     }
 }
 
-/// The runtime's view of a learned policy (a trait so tests can inject NaN or slow policies).
+/// The runtime's view of whatever chooses the actions: a learned policy, and also the operator
+/// teleoperating ([`crate::teleop`]), a recording replayed ([`crate::replay`]) or a drive to a
+/// pose ([`crate::replay::PoseTarget`]), so that all of them go through the same supervisor,
+/// recorder and report. A trait so tests can inject NaN or slow policies.
 pub trait Policy: Send {
     /// Side of the square RGB input the policy expects.
     fn input_size_px(&self) -> u32;
@@ -259,6 +263,19 @@ pub trait Policy: Send {
     /// One step: `obs_model_rgb` is `size_px^2 * 3` bytes from `squash_rgb`. Non-finite outputs
     /// are returned as they are; the caller decides (see [`PolicyOutput::is_finite`]).
     fn act(&mut self, obs_model_rgb: &[u8]) -> Result<PolicyOutput, PolicyError>;
+    /// The arm's measured Bridge state `[x, y, z, roll, pitch, yaw, gripper]` for this step,
+    /// given just before [`Policy::act`]. A learned policy sees only pixels and ignores it.
+    fn observe_state(&mut self, _bridge_state: &[f64; 7]) {}
+    /// Whether the source has nothing more to do this episode (a replay's actions are used up,
+    /// the operator ended a teleoperated episode, a pose is reached): the episode then ends as
+    /// completed after this step. A learned policy runs to the episode's step limit.
+    fn episode_done(&self) -> bool {
+        false
+    }
+    /// How this source's steps are flagged in recordings.
+    fn step_kind(&self) -> StepKind {
+        StepKind::Policy
+    }
 }
 
 /// An MQE (or GCBC) checkpoint with pixel observations and Bridge actions, run with candle.

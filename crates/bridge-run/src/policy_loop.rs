@@ -256,6 +256,7 @@ impl PolicyThread {
             );
             return;
         }
+        self.policy.observe_state(&status.bridge_state());
         let output = match self.policy.act(&self.obs) {
             Ok(output) => output,
             Err(e) => {
@@ -300,10 +301,15 @@ impl PolicyThread {
         if active.recording.is_some() && output.is_finite() {
             self.mark_last_action(active, &status);
             self.record_observation(frame_jpeg.map(|jpeg| jpeg.as_ref().clone()), &status);
-            self.send_to_recorder(RecorderMsg::Action(BridgeAction::from_array(action)));
+            let action = BridgeAction::from_array(action);
+            self.send_to_recorder(match self.policy.step_kind() {
+                StepKind::Policy => RecorderMsg::Action(action),
+                kind => RecorderMsg::ActionOf(action, kind),
+            });
             active.interventions_at_action = Some(status.interventions);
         }
-        if active.steps == active.max_steps {
+        if active.steps == active.max_steps || self.policy.episode_done() {
+            active.max_steps = active.steps;
             let _ = self.links.reports.send(PolicyReport::Finished {
                 episode: active.episode,
                 steps: active.steps,

@@ -32,9 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bridge_data::Outcome;
 use bridge_data::raw::{RawEpisodeWriter, RawError};
+use bridge_data::{Outcome, StepKind};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use widowx::bridge::BridgeAction;
 
 use crate::messages::RecorderMsg;
 
@@ -302,13 +303,19 @@ impl Worker {
                 self.write(|w| w.push_observation(&step));
                 self.summary.observations += u64::from(self.is_recording());
             }
-            RecorderMsg::Action(action) => {
-                self.write(|w| w.push_action(action.to_array()).and_then(|()| w.flush()));
-                self.summary.actions += u64::from(self.is_recording());
-            }
+            RecorderMsg::Action(action) => self.action(action, StepKind::Policy),
+            RecorderMsg::ActionOf(action, kind) => self.action(action, kind),
             RecorderMsg::MarkLastAction(kind) => self.write(|w| w.mark_last_action(kind)),
             RecorderMsg::EndEpisode(outcome) => self.close(outcome),
         }
+    }
+
+    fn action(&mut self, action: BridgeAction, kind: StepKind) {
+        self.write(|w| {
+            w.push_action_of(action.to_array(), kind)
+                .and_then(|()| w.flush())
+        });
+        self.summary.actions += u64::from(self.is_recording());
     }
 
     fn is_recording(&self) -> bool {

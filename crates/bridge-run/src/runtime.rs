@@ -14,13 +14,12 @@ use bridge_data::provenance::{Collection, Collector};
 use camera::FrameSource;
 use camera::preprocess::ModelView;
 use crossbeam_channel::{Receiver, Sender};
-use widowx::bridge::{bridge_state, gripper_open_fraction};
-use widowx::joints::ARM_JOINTS;
 use widowx_driver::Arm;
 
 use crate::clock;
 use crate::config::RuntimeConfig;
 use crate::error::RunError;
+use crate::frames::FrameSlot;
 use crate::graph::{self, Graph, GraphSettings, PartialStart, Threads};
 use crate::mailbox::Mailbox;
 use crate::messages::{
@@ -50,6 +49,9 @@ pub struct RuntimeOptions {
     pub run_record: RunRecord,
     /// Episodes the run will ask for, shown as "episode k/N" on the status line.
     pub episodes_planned: Option<u64>,
+    /// The session's folder under `episode.recording_dir`, Bridge's task level of
+    /// `<task>/00/<date_time>/raw/traj_group0/traj<N>`. Default "bridge-run".
+    pub session_folder: String,
 }
 
 impl Default for RuntimeOptions {
@@ -61,6 +63,7 @@ impl Default for RuntimeOptions {
             collector: Collector::Robot,
             run_record: RunRecord::default(),
             episodes_planned: None,
+            session_folder: "bridge-run".into(),
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct Runtime {
     control_status: Mailbox<ControlStatus>,
     policy_status: Mailbox<PolicyStatus>,
     camera_stop: Arc<AtomicBool>,
+    frames: FrameSlot,
     threads: Threads,
     recorder: Option<Recorder>,
     session_dir: PathBuf,
@@ -171,6 +175,7 @@ impl Runtime {
             collector: options.collector,
             run_record: options.run_record,
             episodes_planned: options.episodes_planned,
+            session_folder: options.session_folder,
         };
         let runtime = |graph| Runtime::from_graph(config.clone(), input_view, front.clone(), graph);
         match graph::spawn(&config, arm, camera, policy, settings, note_start) {
@@ -191,7 +196,7 @@ impl Runtime {
         graph: Graph,
     ) -> Runtime {
         Runtime {
-            session_dir: session_dir(&config.episode.recording_dir),
+            session_dir: session_dir(&config.episode.recording_dir, &front.session_folder),
             write_reports: config.episode.report,
             config,
             input_view,
@@ -203,6 +208,7 @@ impl Runtime {
             control_status: graph.control_status,
             policy_status: graph.policy_status,
             camera_stop: graph.camera_stop,
+            frames: graph.frames,
             threads: graph.threads,
             recorder: graph.recorder,
             collector: front.collector,
@@ -229,6 +235,14 @@ impl Runtime {
         self.control_status.clone()
     }
 
+    /// The camera's newest frame, waiting up to `wait` for one captured after this call (a
+    /// goal capture wants a frame of the scene as it is now); `None` when the camera delivered
+    /// none at all.
+    pub fn fresh_frame(&self, wait: Duration) -> Option<Arc<camera::Frame>> {
+        let newest = self.frames.latest();
+        self.frames.next_after(newest.as_ref(), wait).or(newest)
+    }
+
     /// What the policy thread last did.
     pub fn policy_status(&self) -> PolicyStatus {
         self.policy_status.get()
@@ -246,7 +260,7 @@ impl Runtime {
         &self.config
     }
 
-    /// Where this runtime's recordings and reports go (`<recording_dir>/bridge-run/00/<date_time>`).
+    /// Where this runtime's recordings and reports go (`<recording_dir>/<session_folder>/00/<date_time>`).
     pub fn session_dir(&self) -> &Path {
         &self.session_dir
     }
@@ -403,7 +417,7 @@ impl Runtime {
             fault: status.last_fault,
             summary,
             final_mode: status.mode,
-            final_state: bridge_state_of(&status),
+            final_state: status.bridge_state(),
             distances: Vec::new(),
             inference_s: Vec::new(),
             frame_to_command_s: log.frame_to_command_s,
@@ -589,7 +603,7 @@ impl Runtime {
             fault,
             summary,
             final_mode: status.mode,
-            final_state: bridge_state_of(&status),
+            final_state: status.bridge_state(),
             distances: trace.distances,
             inference_s: trace.inference_s,
             frame_to_command_s: log.frame_to_command_s,
@@ -785,6 +799,7 @@ struct FrontEnd {
     collector: Collector,
     run_record: RunRecord,
     episodes_planned: Option<u64>,
+    session_folder: String,
 }
 
 /// What the operator chose after a park ([`Runtime::await_operator_after_park`]).
@@ -828,16 +843,10 @@ fn gone(thread: &'static str) -> RunError {
     }
 }
 
-fn session_dir(root: &Path) -> PathBuf {
-    root.join("bridge-run")
+fn session_dir(root: &Path, folder: &str) -> PathBuf {
+    root.join(folder)
         .join("00")
         .join(clock::folder_timestamp(clock::unix_time_s()))
-}
-
-fn bridge_state_of(status: &ControlStatus) -> [f64; 7] {
-    let joints: [f64; ARM_JOINTS] = status.state.arm_positions_rad();
-    let gripper = gripper_open_fraction(status.state.positions_rad[ARM_JOINTS]);
-    bridge_state(&joints, gripper)
 }
 
 /// One sentence on how an episode ended.

@@ -174,3 +174,90 @@ pub fn wait_log(config_log: &Path, text: &str) -> String {
     });
     log
 }
+
+/// A child process on a pseudo-terminal: keys typed through [`PtyChild::send`] arrive on its
+/// standard input as a terminal's would, and everything it writes collects in the screen.
+pub struct PtyChild {
+    pub child: std::process::Child,
+    master: std::fs::File,
+    screen: Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PtyChild {
+    /// Starts `command` with the slave end of a new pseudo-terminal as stdin, stdout and stderr.
+    pub fn spawn(mut command: std::process::Command) -> PtyChild {
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+        use std::io::Read;
+        use std::process::Stdio;
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        let master = std::fs::File::from(master);
+        let child = command
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        let screen = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut output = master.try_clone().unwrap();
+        let sink = Arc::clone(&screen);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = output.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        PtyChild {
+            child,
+            master,
+            screen,
+            reader: Some(reader),
+        }
+    }
+
+    /// Types `keys`.
+    pub fn send(&mut self, keys: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(keys).unwrap();
+    }
+
+    /// Everything the child wrote so far.
+    pub fn screen(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for the child to exit; its status, or `None` if it still runs.
+    /// After the exit, the screen holds everything the child wrote.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = &mut self.child;
+        wait_for(timeout, || child.try_wait().unwrap().is_some());
+        let status = self.child.try_wait().unwrap()?;
+        if let Some(reader) = &self.reader {
+            // The reader sees end of file once the child's end of the terminal is closed.
+            wait_for(Duration::from_secs(5), || reader.is_finished());
+        }
+        Some(status)
+    }
+}
+
+impl Drop for PtyChild {
+    fn drop(&mut self) {
+        // A test that failed half-way leaves no process behind; the reader thread ends when
+        // the child's end of the terminal closes.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
