@@ -1,7 +1,7 @@
 //! The subcommands: each opens what it needs (port or virtual arm), does one job, and prints.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -30,20 +30,53 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn new(cli: &Cli, byte_timing: bool) -> Result<Target> {
-        let firmware = match &cli.config {
+    /// The firmware config: --config, or the embedded wx250s.
+    pub(crate) fn firmware_of(cli: &Cli) -> Result<FirmwareConfig> {
+        Ok(match &cli.config {
             Some(path) => FirmwareConfig::load(path)?,
             None => FirmwareConfig::wx250s(),
-        };
-        let driver = match &cli.driver_config {
+        })
+    }
+
+    fn driver_of(cli: &Cli) -> Result<DriverConfig> {
+        match &cli.driver_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading driver config {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("driver config {}", path.display()))?
+                Ok(toml::from_str(&text)
+                    .with_context(|| format!("driver config {}", path.display()))?)
             }
-            None => DriverConfig::default(),
-        };
+            None => Ok(DriverConfig::default()),
+        }
+    }
+
+    /// A target on a virtual arm the caller keeps alive (at `port`).
+    pub(crate) fn on_virtual_arm(cli: &Cli, port: &Path) -> Result<Target> {
+        Ok(Target {
+            port: port.to_path_buf(),
+            firmware: Target::firmware_of(cli)?,
+            driver: Target::driver_of(cli)?
+                .with_reply_timeout_at_least(widowx_sim::DRIVER_REPLY_TIMEOUT_S),
+            _sim: None,
+        })
+    }
+
+    pub(crate) fn port(&self) -> &Path {
+        &self.port
+    }
+
+    pub(crate) fn firmware(&self) -> &FirmwareConfig {
+        &self.firmware
+    }
+
+    /// Opens the port without requiring every servo to answer.
+    pub(crate) fn open_arm(&self) -> Result<Arm> {
+        self.open()
+    }
+
+    pub(crate) fn new(cli: &Cli, byte_timing: bool) -> Result<Target> {
+        let firmware = Target::firmware_of(cli)?;
+        let driver = Target::driver_of(cli)?;
         if !cli.sim {
             return Ok(Target {
                 port: cli.port.clone(),
@@ -149,6 +182,18 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Joints { count, rate_hz } => joints(&target()?, *count, *rate_hz),
         Command::Bench { cycles } => bench(&Target::new(cli, true)?, *cycles),
         Command::Demo { square_m } => crate::demo::run(&Target::new(cli, true)?, *square_m),
+        Command::Doctor {
+            camera,
+            camera_fps,
+            camera_seconds,
+        } => crate::doctor::run(
+            cli,
+            &crate::doctor::DoctorOptions {
+                camera: camera.clone(),
+                camera_fps: *camera_fps,
+                camera_seconds: *camera_seconds,
+            },
+        ),
     }
 }
 

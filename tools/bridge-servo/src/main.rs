@@ -3,7 +3,8 @@
 //! Set-up and repair of the WidowX 250's Dynamixel servos: find the adapter (`ports`), find
 //! servos at any ID and baud rate (`scan`), compare and write the register settings of a
 //! firmware config (`verify`, `apply`), read and write single registers, reboot a faulted servo,
-//! switch torque, watch the joints, and the kinematics at hand (`fk`, `ik`). `--sim` runs every
+//! switch torque, watch the joints, and the kinematics at hand (`fk`, `ik`); `doctor` checks a
+//! station's set-up (port, permissions, udev rule, latency timer, servos, camera) in one table. `--sim` runs every
 //! command against an in-process virtual arm instead of hardware; `bench` times a control cycle.
 //!
 //! Not for: running policies or recording data (that is `bridge-run`).
@@ -14,10 +15,12 @@
 //! bridge-servo --sim --factory apply --yes --then-verify
 //! bridge-servo read 4 Hardware_Error_Status
 //! bridge-servo fk 0 0 0 0 0 0
+//! bridge-servo doctor
 //! ```
 
 mod commands;
 mod demo;
+mod doctor;
 
 use std::path::PathBuf;
 
@@ -128,6 +131,20 @@ pub enum Command {
     Bench {
         #[arg(long, default_value_t = 500)]
         cycles: usize,
+    },
+    /// Check the station's set-up in one table, each failing row with its fix: the port and
+    /// its permissions, the udev rule for /dev/ttyDXL, the FTDI latency timer, the servos
+    /// against the firmware config, and the camera's frame rate. Exit status 1 if any fails.
+    Doctor {
+        /// The camera: a V4L2 index ("0" for /dev/video0) or part of its name.
+        #[arg(long, default_value = "0")]
+        camera: String,
+        /// The frame rate the camera should deliver at 640x480.
+        #[arg(long, default_value_t = 30.0)]
+        camera_fps: f64,
+        /// How long the frame rate is measured, s.
+        #[arg(long, default_value_t = 2.0)]
+        camera_seconds: f64,
     },
 }
 

@@ -222,3 +222,53 @@ fn demo_reaches_every_target_and_parks() {
         describe(&out)
     );
 }
+
+#[test]
+fn doctor_prints_its_table_and_a_fix_for_each_failure() {
+    let out = bridge_servo(&["--sim", "doctor", "--camera-seconds", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for row in [
+        "serial port",
+        "port access",
+        "udev rule",
+        "latency timer",
+        "servo registers",
+        "hardware errors",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(row)),
+            "no {row} row:\n{text}"
+        );
+    }
+    assert!(text.contains("9 of 9 configured servos answer"), "{text}");
+    let camera = text.lines().find(|l| l.starts_with("camera")).unwrap();
+    assert!(
+        camera.contains("ok") && camera.contains("640x480 px"),
+        "{text}"
+    );
+    assert!(text.contains("every check passed"), "{text}");
+
+    // An arm fresh from assembly: its registers differ, and the fix says how to write them.
+    let out = bridge_servo(&["--sim", "--factory", "doctor", "--camera-seconds", "0.5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = stdout(&out);
+    let registers = text
+        .lines()
+        .position(|l| l.starts_with("servo registers"))
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[registers].contains("FAIL"), "{text}");
+    assert!(
+        lines[registers + 1].contains("fix: bridge-servo verify lists them"),
+        "{text}"
+    );
+
+    // No adapter on the port: the first row fails and says what to do.
+    let out = bridge_servo(&["--port", "/dev/ttyNOTHERE", "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.lines().next().unwrap().starts_with("check"), "{text}");
+    assert!(text.contains("fix: plug in the U2D2"), "{text}");
+    assert!(text.contains(r#"SYMLINK+="ttyDXL""#), "{text}");
+}
