@@ -41,6 +41,7 @@
 
 pub mod bench;
 pub mod bench_data;
+pub mod browse;
 pub mod config;
 pub mod data;
 pub mod device_check;

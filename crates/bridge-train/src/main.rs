@@ -102,6 +102,19 @@ enum Command {
     },
     /// Time prepare (640x480 JPEG -> 128 px), the batch loader and pixel training steps.
     BenchData(BenchDataArgs),
+    /// Write a static HTML report of recordings or a training cache (open <out>/index.html in a
+    /// browser, no server): an episode grid with thumbnails, animations on hover and action
+    /// plots, counts per task, and the episodes prepare skips or trims.
+    Browse {
+        /// A recording directory (raw layout), TFRecord shards, or a training cache.
+        input: PathBuf,
+        /// Where index.html and media/ go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Episodes shown at most (the rest are counted).
+        #[arg(long, default_value_t = 200)]
+        max_episodes: usize,
+    },
 }
 
 #[derive(Args)]
@@ -332,6 +345,11 @@ fn run(command: Command) -> Result<()> {
         Command::Fit(args) => run_fit(&args),
         Command::BenchData(args) => run_bench_data(&args),
         Command::Config { data, config } => print_config(data.as_deref(), &config),
+        Command::Browse {
+            input,
+            out,
+            max_episodes,
+        } => run_browse(&input, &out, max_episodes),
         Command::Bench {
             steps,
             queries,
@@ -354,6 +372,19 @@ fn run(command: Command) -> Result<()> {
             device: dev,
         } => run_check_device(batch_size, tolerance, dev),
     }
+}
+
+fn run_browse(input: &Path, out: &Path, max_episodes: usize) -> Result<()> {
+    let view = bridge_train::browse::load(input, max_episodes)?;
+    let page = bridge_train::browse::write_report(&view, out)?;
+    println!(
+        "{}: {} episode(s) shown, {} skipped or unreadable; open {} in a browser",
+        view.kind,
+        view.episodes.len(),
+        view.skipped.len(),
+        page.display()
+    );
+    Ok(())
 }
 
 fn run_check_device(batch_size: usize, tolerance: f32, dev: DeviceChoice) -> Result<()> {
