@@ -58,6 +58,8 @@ pub mod config;
 mod control;
 mod error;
 mod frames;
+#[cfg(feature = "gamepad")]
+pub mod gamepad;
 pub mod graph;
 pub mod keyboard;
 pub mod mailbox;

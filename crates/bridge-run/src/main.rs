@@ -141,6 +141,10 @@ enum Command {
         /// Steps an episode lasts at most (5 Hz); Enter ends it sooner. Default episode.max_steps.
         #[arg(long)]
         steps: Option<usize>,
+        /// Also drive with a gamepad (sticks: velocity; South gripper, Start end episode, East
+        /// emergency). Needs a build with `--features gamepad`.
+        #[arg(long)]
+        gamepad: bool,
     },
     /// Drive the arm through a recorded episode's actions from the start pose, with the safety
     /// supervisor on, and print the end-effector path error against the recording.
@@ -239,7 +243,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             task,
             episodes,
             steps,
-        }) => station_result(station::teleop(cli, config, task, *episodes, *steps)),
+            gamepad,
+        }) => station_result(station::teleop(
+            cli,
+            config,
+            &station::TeleopArgs {
+                task,
+                episodes: *episodes,
+                steps: *steps,
+                gamepad: *gamepad,
+            },
+        )),
         Some(Command::Replay { trajectory }) => {
             station_result(station::replay(cli, config, trajectory))
         }

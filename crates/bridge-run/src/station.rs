@@ -281,14 +281,27 @@ fn capture_on_key(runtime: &Runtime, out: &Path, preview: &Path) -> Result<bool>
 
 /// `bridge-run teleop`: sessions of teleoperated episodes recorded in the BridgeData V2 raw
 /// layout, with a reset period after each (n keep, r discard and redo, q keep and quit).
-pub fn teleop(
-    cli: &Cli,
-    mut config: RuntimeConfig,
-    task: &str,
-    episodes: usize,
-    steps: Option<usize>,
-) -> Result<ExitCode> {
+/// What `bridge-run teleop` is told.
+pub struct TeleopArgs<'a> {
+    pub task: &'a str,
+    pub episodes: usize,
+    pub steps: Option<usize>,
+    pub gamepad: bool,
+}
+
+pub fn teleop(cli: &Cli, mut config: RuntimeConfig, args: &TeleopArgs<'_>) -> Result<ExitCode> {
+    let TeleopArgs {
+        task,
+        episodes,
+        steps,
+        gamepad,
+    } = *args;
     require_keyboard(cli, "teleop")?;
+    if gamepad && !cfg!(feature = "gamepad") {
+        return Err(refused(
+            "this bridge-run is built without gamepad support: rebuild with `cargo build --release -p bridge-run --features gamepad` (needs apt install libudev-dev pkg-config)".into(),
+        ));
+    }
     if episodes == 0 {
         return Err(refused("--episodes must be at least 1".into()));
     }
@@ -317,23 +330,28 @@ pub fn teleop(
     let (choice_tx, choices) = crossbeam_channel::bounded(16);
     let commands = runtime.commands();
     let handler_keys = keys.clone();
-    let keyboard = Keyboard::start_with(
-        move |key| handler_keys.handle(key, &commands, &choice_tx),
-        runtime.commands(),
-    )
-    .context("starting the keyboard")?;
-    say(teleop::HELP);
     let mut session = Session::default();
-    let result = record_session(
-        &mut runtime,
-        &keys,
-        &choices,
-        &goal,
-        episodes,
-        max_steps,
-        &mut session,
-    );
-    drop(keyboard);
+    let result = {
+        // Both input threads stop at the end of this block, before the terminal is used again.
+        let _pad = gamepad
+            .then(|| start_gamepad(&keys, runtime.commands(), choice_tx.clone()))
+            .transpose()?;
+        let _keyboard = Keyboard::start_with(
+            move |key| handler_keys.handle(key, &commands, &choice_tx),
+            runtime.commands(),
+        )
+        .context("starting the keyboard")?;
+        say(teleop::HELP);
+        record_session(
+            &mut runtime,
+            &keys,
+            &choices,
+            &goal,
+            episodes,
+            max_steps,
+            &mut session,
+        )
+    };
     let renumbered = renumber(runtime.session_dir());
     say(&format!(
         "bridge-run: session {}: {} episode(s) kept, {} discarded",
@@ -351,6 +369,36 @@ pub fn teleop(
     runtime.park_and_stop()?;
     say("bridge-run: parked, torque off");
     Ok(end.exit_code())
+}
+
+#[cfg(feature = "gamepad")]
+type Pad = bridge_run::gamepad::Gamepad;
+/// Without the feature there is never a gamepad ([`start_gamepad`] refuses).
+#[cfg(not(feature = "gamepad"))]
+struct Pad;
+
+/// Starts the gamepad thread beside the keyboard (checked above: the feature is built).
+fn start_gamepad(
+    keys: &TeleopKeys,
+    commands: crossbeam_channel::Sender<bridge_run::OperatorCommand>,
+    choices: crossbeam_channel::Sender<ResetChoice>,
+) -> Result<Pad> {
+    #[cfg(feature = "gamepad")]
+    {
+        let pad = bridge_run::gamepad::Gamepad::start(keys.clone(), commands, choices)
+            .map_err(|e| refused(format!("--gamepad: {e}")))?;
+        say(
+            "gamepad: left stick x/y, right stick z/yaw; South gripper, Start end episode, Select pause, East emergency; reset period: South keep, West redo, North keep and quit",
+        );
+        Ok(pad)
+    }
+    #[cfg(not(feature = "gamepad"))]
+    {
+        let _ = (keys, commands, choices);
+        Err(refused(
+            "--gamepad needs a build with --features gamepad".into(),
+        ))
+    }
 }
 
 #[derive(Debug, Default)]

@@ -8,7 +8,10 @@
 //! action is the held velocity times the step's period: `[dx, dy, dz, 0, 0, dyaw, gripper]`
 //! with the gripper absolute (1 open, 0 closed), as Bridge's teleoperation records it.
 //!
-//! Keys ([`TeleopKeys::key`]): w/s x, a/d y, r/f z, j/l yaw, g gripper, Enter ends the episode;
+//! A gamepad (feature `gamepad`, through gilrs: module `gamepad`) moves in proportion to its
+//! sticks' deflection ([`TeleopKeys::set_stick`]), its buttons mapped by [`pad_button`].
+//!
+//! Keys ([`teleop_key`]): w/s x, a/d y, r/f z, j/l yaw, g gripper, Enter ends the episode;
 //! space, e/Esc, h, q and Ctrl-C keep their meaning (pause, emergency, park, quit). Between
 //! episodes ([`Phase::Reset`]): n keep and go on, r discard and redo, q keep and quit.
 //!
@@ -136,6 +139,8 @@ struct HeldKeys {
     settings: TeleopConfig,
     /// Per motion: the direction held (+1 or -1) and until when.
     held: [Option<(f64, Instant)>; 4],
+    /// A gamepad's sticks per motion, -1..=1 of the full speed (0 without a gamepad).
+    stick: [f64; 4],
     gripper_open: bool,
     end_requested: bool,
     phase: Phase,
@@ -147,6 +152,7 @@ impl TeleopKeys {
             state: Arc::new(Mutex::new(HeldKeys {
                 settings,
                 held: [None; 4],
+                stick: [0.0; 4],
                 gripper_open: true,
                 end_requested: false,
                 phase: Phase::Episode,
@@ -165,6 +171,7 @@ impl TeleopKeys {
         let mut keys = self.lock();
         keys.phase = phase;
         keys.held = [None; 4];
+        keys.stick = [0.0; 4];
         keys.end_requested = false;
         if phase == Phase::Episode {
             keys.gripper_open = true;
@@ -196,6 +203,17 @@ impl TeleopKeys {
         keys.held[slot] = Some((sign, until));
     }
 
+    /// A gamepad stick's deflection along `motion`, -1..=1 of the full speed; within
+    /// [`STICK_DEADZONE`] of the centre it counts as released.
+    pub fn set_stick(&self, motion: Motion, deflection: f64) {
+        let deflection = if deflection.is_finite() && deflection.abs() > STICK_DEADZONE {
+            deflection.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        self.lock().stick[motion.index()] = deflection;
+    }
+
     /// Toggles the gripper's commanded state.
     pub fn toggle_gripper(&self) {
         let mut keys = self.lock();
@@ -216,21 +234,22 @@ impl TeleopKeys {
         let keys = self.lock();
         let mut action = [0.0f32; 7];
         for motion in Motion::ALL {
-            let Some((sign, until)) = keys.held[motion.index()] else {
-                continue;
-            };
-            // The part of the step during which the key is still held.
-            let held_s = until
-                .saturating_duration_since(at)
-                .as_secs_f64()
-                .min(period_s);
             let (speed, entry) = match motion {
                 Motion::X => (keys.settings.speed_m_s, 0),
                 Motion::Y => (keys.settings.speed_m_s, 1),
                 Motion::Z => (keys.settings.speed_m_s, 2),
                 Motion::Yaw => (keys.settings.yaw_speed_rad_s, 5),
             };
-            action[entry] = (sign * speed * held_s) as f32;
+            // The key's part of the step during which it is still held; else the stick's.
+            let held = keys.held[motion.index()].filter(|(_, until)| *until > at);
+            let from_key = held.map(|(sign, until)| {
+                sign * until
+                    .saturating_duration_since(at)
+                    .as_secs_f64()
+                    .min(period_s)
+            });
+            let signed_s = from_key.unwrap_or(keys.stick[motion.index()] * period_s);
+            action[entry] = (signed_s * speed) as f32;
         }
         action[6] = if keys.gripper_open { 1.0 } else { 0.0 };
         action
@@ -246,22 +265,67 @@ impl TeleopKeys {
         choices: &Sender<ResetChoice>,
     ) -> bool {
         match teleop_key(key, self.phase()) {
-            Some(TeleopKey::Move { motion, positive }) => {
+            Some(meaning) => self.apply(meaning, commands, choices),
+            None => true,
+        }
+    }
+
+    /// Carries out one key's (or gamepad button's) meaning; false when a receiver is gone.
+    pub fn apply(
+        &self,
+        meaning: TeleopKey,
+        commands: &Sender<OperatorCommand>,
+        choices: &Sender<ResetChoice>,
+    ) -> bool {
+        match meaning {
+            TeleopKey::Move { motion, positive } => {
                 self.press(motion, positive, Instant::now());
                 true
             }
-            Some(TeleopKey::Gripper) => {
+            TeleopKey::Gripper => {
                 self.toggle_gripper();
                 true
             }
-            Some(TeleopKey::EndEpisode) => {
+            TeleopKey::EndEpisode => {
                 self.request_end();
                 true
             }
-            Some(TeleopKey::Choice(choice)) => choices.send(choice).is_ok(),
-            Some(TeleopKey::Operator(command)) => commands.send(command).is_ok(),
-            None => true,
+            TeleopKey::Choice(choice) => choices.send(choice).is_ok(),
+            TeleopKey::Operator(command) => commands.send(command).is_ok(),
         }
+    }
+}
+
+/// Stick deflections below this fraction count as centred (sticks rarely rest at exactly 0).
+pub const STICK_DEADZONE: f64 = 0.15;
+
+/// A gamepad's buttons that mean something in teleoperation (named by position, as gilrs
+/// names them: South is A on an Xbox pad, cross on a PlayStation pad).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadButton {
+    South,
+    East,
+    West,
+    North,
+    Start,
+    Select,
+}
+
+/// The gamepad layout: left stick x/y, right stick z (up/down) and yaw (left/right); in an
+/// episode South toggles the gripper, Start ends the episode, Select pauses, East is the
+/// emergency stop; in the reset period South keeps and goes on, West discards and redoes, North
+/// keeps and quits (East is still the emergency stop).
+pub fn pad_button(button: PadButton, phase: Phase) -> Option<TeleopKey> {
+    let operator = |command| Some(TeleopKey::Operator(command));
+    match (phase, button) {
+        (_, PadButton::East) => operator(OperatorCommand::Emergency),
+        (Phase::Episode, PadButton::South) => Some(TeleopKey::Gripper),
+        (Phase::Episode, PadButton::Start) => Some(TeleopKey::EndEpisode),
+        (Phase::Episode, PadButton::Select) => operator(OperatorCommand::TogglePause),
+        (Phase::Reset, PadButton::South) => Some(TeleopKey::Choice(ResetChoice::Next)),
+        (Phase::Reset, PadButton::West) => Some(TeleopKey::Choice(ResetChoice::Redo)),
+        (Phase::Reset, PadButton::North) => Some(TeleopKey::Choice(ResetChoice::Quit)),
+        _ => None,
     }
 }
 
@@ -378,6 +442,54 @@ mod tests {
         assert_eq!(keys.action_at(t0, 0.2)[6], 0.0);
         keys.set_phase(Phase::Episode);
         assert_eq!(keys.action_at(t0, 0.2), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_stick_moves_in_proportion_and_a_key_takes_precedence() {
+        let keys = keys();
+        let t0 = Instant::now();
+        keys.set_stick(Motion::X, 0.5);
+        keys.set_stick(Motion::Yaw, -1.0);
+        keys.set_stick(Motion::Y, 0.1); // inside the dead zone
+        let action = keys.action_at(t0, 0.2);
+        assert!((action[0] - 0.005).abs() < 1e-6, "{action:?}");
+        assert_eq!(action[1], 0.0);
+        assert!((action[5] + 0.1).abs() < 1e-6, "{action:?}");
+        keys.press(Motion::X, false, t0);
+        assert!((keys.action_at(t0, 0.2)[0] + 0.01).abs() < 1e-6);
+        keys.set_phase(Phase::Reset);
+        assert_eq!(
+            keys.action_at(t0, 0.2)[5],
+            0.0,
+            "a new phase centres the sticks"
+        );
+    }
+
+    #[test]
+    fn gamepad_buttons_mean_the_same_as_their_keys() {
+        assert_eq!(
+            pad_button(PadButton::South, Phase::Episode),
+            Some(TeleopKey::Gripper)
+        );
+        assert_eq!(
+            pad_button(PadButton::South, Phase::Reset),
+            Some(TeleopKey::Choice(ResetChoice::Next))
+        );
+        assert_eq!(
+            pad_button(PadButton::West, Phase::Reset),
+            Some(TeleopKey::Choice(ResetChoice::Redo))
+        );
+        for phase in [Phase::Episode, Phase::Reset] {
+            assert_eq!(
+                pad_button(PadButton::East, phase),
+                Some(TeleopKey::Operator(OperatorCommand::Emergency))
+            );
+        }
+        assert_eq!(
+            pad_button(PadButton::Start, Phase::Episode),
+            Some(TeleopKey::EndEpisode)
+        );
+        assert_eq!(pad_button(PadButton::West, Phase::Episode), None);
     }
 
     #[test]
