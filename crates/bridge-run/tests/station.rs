@@ -245,4 +245,36 @@ fn goal_capture_drives_to_the_pose_and_writes_a_frame_at_the_camera_size() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("outside the workspace box"), "{text}");
     assert!(!dir.path().join("far.png").exists());
+
+    // With the keyboard: a live preview, refreshed until Enter saves the goal.
+    let mut command = bridge_run(dir.path());
+    command.args(["capture-goal", "--out", "goals/keyed.jpg"]);
+    let mut terminal = PtyChild::spawn(command);
+    let preview = dir.path().join("goals/keyed.preview.png");
+    let first_preview = wait_for(Duration::from_secs(30), || preview.exists());
+    assert!(
+        first_preview,
+        "no preview; terminal:\n{}",
+        terminal.screen()
+    );
+    let written = std::fs::metadata(&preview).unwrap().modified().unwrap();
+    let refreshed = wait_for(Duration::from_secs(5), || {
+        std::fs::metadata(&preview).is_ok_and(|m| m.modified().is_ok_and(|t| t > written))
+    });
+    assert!(refreshed, "the preview was not refreshed");
+    assert!(
+        !dir.path().join("goals/keyed.jpg").exists(),
+        "saved before Enter"
+    );
+    terminal.send(b"\r");
+    let status = terminal.wait_exit(Duration::from_secs(30));
+    let screen = terminal.screen();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "terminal:\n{screen}"
+    );
+    let goal = image::open(dir.path().join("goals/keyed.jpg")).unwrap();
+    assert_eq!((goal.width(), goal.height()), (640, 480));
+    assert!(screen.contains("live preview in"), "{screen}");
 }
