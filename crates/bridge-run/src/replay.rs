@@ -37,23 +37,51 @@ impl ObservedStates {
 const SCRIPTED_INPUT_PX: u32 = 8;
 
 /// Replays recorded Bridge actions, one per policy step, and ends the episode after the last.
+/// With a recorded start ([`ReplayPolicy::from_start`]) it first drives there in Bridge steps
+/// ([`PoseTarget`]): a recording need not start at the runtime's start pose.
 pub struct ReplayPolicy {
     actions: Vec<[f32; 7]>,
     next: usize,
     observed: ObservedStates,
+    /// The drive to the recorded start, while it lasts.
+    lead_in: Option<PoseTarget>,
+    start: Option<PoseTarget>,
+    /// The state observed for the coming step.
+    last_state: [f64; 7],
 }
 
 impl ReplayPolicy {
-    /// The source for `actions`, and the handle on the states it will observe.
+    /// The source for `actions` from wherever the episode starts, and the handle on the states
+    /// it will observe (one per replayed action).
     pub fn new(actions: Vec<[f32; 7]>) -> (ReplayPolicy, ObservedStates) {
         let observed = ObservedStates::default();
         let policy = ReplayPolicy {
             actions,
             next: 0,
             observed: observed.clone(),
+            lead_in: None,
+            start: None,
+            last_state: [0.0; 7],
         };
         (policy, observed)
     }
+
+    /// [`ReplayPolicy::new`] that first drives to the recording's first Bridge state (position
+    /// and yaw) within `limits` per step; the observed states start where the replay does.
+    pub fn from_start(
+        actions: Vec<[f32; 7]>,
+        first_state: [f64; 7],
+        limits: StepLimits,
+    ) -> (ReplayPolicy, ObservedStates) {
+        let (mut policy, observed) = ReplayPolicy::new(actions);
+        let xyz_m = [first_state[0], first_state[1], first_state[2]];
+        policy.start = Some(PoseTarget::new(xyz_m, Some(first_state[5]), limits));
+        (policy, observed)
+    }
+
+    /// Steps the drive to the recorded start may take at most: the position part of the
+    /// workspace diagonal at the step limit, and a margin.
+    pub const LEAD_IN_STEPS: usize = 40;
 }
 
 impl Policy for ReplayPolicy {
@@ -61,19 +89,31 @@ impl Policy for ReplayPolicy {
         SCRIPTED_INPUT_PX
     }
 
-    fn set_goal(&mut self, _goal: &GoalImage) -> Result<(), PolicyError> {
+    fn set_goal(&mut self, goal: &GoalImage) -> Result<(), PolicyError> {
         self.next = 0;
         self.observed.take();
+        self.lead_in = self.start.clone();
+        if let Some(lead_in) = self.lead_in.as_mut() {
+            lead_in.set_goal(goal)?;
+        }
         Ok(())
     }
 
-    fn act(&mut self, _obs_model_rgb: &[u8]) -> Result<PolicyOutput, PolicyError> {
+    fn act(&mut self, obs_model_rgb: &[u8]) -> Result<PolicyOutput, PolicyError> {
+        if let Some(lead_in) = self.lead_in.as_mut() {
+            if !lead_in.episode_done() {
+                lead_in.observe_state(&self.last_state);
+                return lead_in.act(obs_model_rgb);
+            }
+            self.lead_in = None;
+        }
         let action = self.actions.get(self.next).copied().ok_or_else(|| {
             PolicyError::Failed(format!(
                 "the recording has {} actions; none is left to replay",
                 self.actions.len()
             ))
         })?;
+        self.observed.push(self.last_state);
         self.next += 1;
         Ok(PolicyOutput {
             action,
@@ -83,11 +123,11 @@ impl Policy for ReplayPolicy {
     }
 
     fn observe_state(&mut self, bridge_state: &[f64; 7]) {
-        self.observed.push(*bridge_state);
+        self.last_state = *bridge_state;
     }
 
     fn episode_done(&self) -> bool {
-        self.next >= self.actions.len()
+        self.lead_in.is_none() && self.next >= self.actions.len()
     }
 }
 
@@ -150,6 +190,7 @@ pub fn path_error(recorded: &[[f32; 7]], replayed: &[[f64; 7]]) -> Option<PathEr
 ///
 /// It integrates its own commanded pose from the first state it observes, as the control
 /// thread integrates deltas: a target inside the workspace box is then reached exactly.
+#[derive(Debug, Clone)]
 pub struct PoseTarget {
     xyz_m: [f64; 3],
     yaw_rad: Option<f64>,
@@ -249,6 +290,39 @@ mod tests {
         assert!(replay.episode_done());
         assert!(replay.act(&[]).is_err(), "nothing is left to replay");
         assert_eq!(observed.take(), vec![[0.0; 7], [1.0; 7]]);
+    }
+
+    #[test]
+    fn replay_from_a_recorded_start_drives_there_first() {
+        let actions = vec![[0.0, 0.02, 0.0, 0.0, 0.0, 0.0, 1.0]];
+        let first_state = [0.38, 0.0, 0.15, 0.0, 0.0, 0.0, 1.0];
+        let (mut replay, observed) =
+            ReplayPolicy::from_start(actions.clone(), first_state, StepLimits::BRIDGE);
+        replay.set_goal(&goal()).unwrap();
+        let mut state = [0.3, 0.0, 0.15, 0.0, 0.0, 0.0, 1.0];
+        let mut taken = Vec::new();
+        while !replay.episode_done() {
+            replay.observe_state(&state);
+            let action = replay.act(&[]).unwrap().action;
+            for i in 0..3 {
+                state[i] += f64::from(action[i]);
+            }
+            taken.push(action);
+            assert!(taken.len() < 10, "never replayed: {taken:?}");
+        }
+        // 8 cm in x at 5 cm per step, a settling step, then the recorded action.
+        assert_eq!(taken.len(), 4, "{taken:?}");
+        assert_eq!(taken.last(), actions.last());
+        let observed = observed.take();
+        assert_eq!(observed.len(), 1, "only the replayed steps are compared");
+        assert!((observed[0][0] - 0.38).abs() < 1e-6, "{observed:?}");
+        // A second episode drives there again.
+        replay.set_goal(&goal()).unwrap();
+        assert!(!replay.episode_done());
+    }
+
+    fn goal() -> GoalImage {
+        GoalImage::from_rgb(std::path::Path::new("(test)"), &[0; 8 * 8 * 3], 8, 8, 8u32).unwrap()
     }
 
     #[test]

@@ -550,7 +550,13 @@ pub fn replay(cli: &Cli, mut config: RuntimeConfig, trajectory: &Path) -> Result
         require_keyboard(cli, "replay")?;
     }
     let rig = open_rig(cli, &config)?;
-    let (source, observed) = ReplayPolicy::new(recorded.actions.clone());
+    let limits = StepLimits {
+        max_step_m: config.action.max_step_m,
+        max_step_rad: config.action.max_step_rad,
+    };
+    let first_state = recorded.states[0].map(f64::from);
+    let (source, observed) =
+        ReplayPolicy::from_start(recorded.actions.clone(), first_state, limits);
     let goal = teleop::no_goal(&source, rig.frame_px)?;
     let steps = recorded.actions.len();
     let mut runtime = Runtime::start(
@@ -568,11 +574,15 @@ pub fn replay(cli: &Cli, mut config: RuntimeConfig, trajectory: &Path) -> Result
         None
     };
     say(&format!(
-        "bridge-run: replaying {} ({steps} actions)",
-        trajectory.display()
+        "bridge-run: replaying {} ({steps} actions), from its first pose x {:.3} y {:.3} z {:.3} m, yaw {:.2} rad",
+        trajectory.display(),
+        first_state[0],
+        first_state[1],
+        first_state[2],
+        first_state[5]
     ));
     let started = Instant::now();
-    let report = runtime.run_episode(&goal, steps)?;
+    let report = runtime.run_episode(&goal, steps + ReplayPolicy::LEAD_IN_STEPS)?;
     say(&report.summary);
     let end = RunEnd::of_episode(report.end, report.fault.is_some());
     let mut replayed = observed.take();
