@@ -9,7 +9,7 @@
 //!
 //! Pure and allocation-free: the control thread calls it at policy rate and for keyboard jogs.
 
-use widowx::bridge::{BridgeAction, StepLimits, WorkspaceBox};
+use widowx::bridge::{BridgeAction, WorkspaceBox};
 pub use widowx::bridge::{Clipped, CommandedPose};
 use widowx::joints::ARM_JOINTS;
 use widowx::kinematics::{IkConfig, inverse};
@@ -95,7 +95,8 @@ impl ActionMapper {
         if let Some(index) = action.first_non_finite() {
             return Err(StepRefused::NonFinite { index });
         }
-        let (pose, clipped) = commanded.step(action, &self.step_limits(), &self.workspace_box());
+        let (pose, clipped) =
+            commanded.step(action, &self.action.step_limits(), &self.workspace_box());
         self.reach(pose, commanded_joints_rad, clipped)
     }
 
@@ -113,13 +114,6 @@ impl ActionMapper {
             workspace: !in_box,
         };
         self.reach(pose, commanded_joints_rad, clipped)
-    }
-
-    fn step_limits(&self) -> StepLimits {
-        StepLimits {
-            max_step_m: self.action.max_step_m,
-            max_step_rad: self.action.max_step_rad,
-        }
     }
 
     fn workspace_box(&self) -> WorkspaceBox {

@@ -215,6 +215,16 @@ impl Default for WorkspaceConfig {
     }
 }
 
+impl ActionConfig {
+    /// The configured per-step clipping.
+    pub fn step_limits(&self) -> StepLimits {
+        StepLimits {
+            max_step_m: self.max_step_m,
+            max_step_rad: self.max_step_rad,
+        }
+    }
+}
+
 impl WorkspaceConfig {
     /// The configured box.
     pub fn workspace_box(&self) -> WorkspaceBox {

@@ -584,7 +584,6 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         episodes_planned: Some(cli.episodes as u64),
         ..RuntimeOptions::default()
     };
-    let unattended_hold_s = config.safety.unattended_hold_s;
     let mut runtime = Runtime::start(config, rig.arm, rig.camera, Box::new(policy), options)?;
     watch_signals(runtime.commands())?;
     let keyboard = if cli.no_keyboard {
@@ -600,18 +599,28 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
         keyboard: keyboard.is_some(),
     };
     let end = run_episodes(cli, &mut runtime, &episodes);
-    let settled = settle_hold(&runtime, keyboard.is_some(), unattended_hold_s);
-    let before_stop = runtime.status().mode;
-    let stopped = runtime.park_and_stop();
+    let stopped = settle_and_stop(runtime, keyboard.is_some());
     drop(keyboard);
     let end = end?;
+    stopped?;
+    Ok(end.exit_code())
+}
+
+/// The end of every run: a hold after a fault or an emergency waits for the operator
+/// ([`settle_hold`]), then the runtime parks (unless torque is already off) and stops, and the
+/// operator is told how the arm was left.
+fn settle_and_stop(runtime: Runtime, keyboard: bool) -> Result<()> {
+    let unattended_hold_s = runtime.config().safety.unattended_hold_s;
+    let settled = settle_hold(&runtime, keyboard, unattended_hold_s);
+    let before_stop = runtime.status().mode;
+    let stopped = runtime.park_and_stop();
     settled?;
     stopped?;
     say(match before_stop {
         Mode::TorqueOff => "bridge-run: torque off where the arm stands (not parked)",
         _ => "bridge-run: parked, torque off",
     });
-    Ok(end.exit_code())
+    Ok(())
 }
 
 /// How a run ended; its exit status tells them apart (README, "Exit codes").

@@ -33,8 +33,8 @@ impl ObservedStates {
     }
 }
 
-/// The model input scripted sources claim (they never look at the pixels).
-const SCRIPTED_INPUT_PX: u32 = 8;
+/// The model input scripted and teleoperated sources claim (they never look at the pixels).
+pub(crate) const SCRIPTED_INPUT_PX: u32 = 8;
 
 /// Replays recorded Bridge actions, one per policy step, and ends the episode after the last.
 /// With a recorded start ([`ReplayPolicy::from_start`]) it first drives there in Bridge steps

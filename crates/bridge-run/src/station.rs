@@ -12,16 +12,14 @@ use bridge_data::provenance::Collector;
 use bridge_data::raw::{RawOptions, read_trajectory};
 use bridge_run::config::RuntimeConfig;
 use bridge_run::keyboard::{self, Keyboard};
-use bridge_run::modes::Mode;
 use bridge_run::record::RunRecord;
 use bridge_run::replay::{PoseTarget, ReplayPolicy, path_error};
 use bridge_run::runtime::{EpisodeReport, Runtime, RuntimeOptions};
 use bridge_run::teleop::{self, Phase, ResetChoice, TeleopKeys, TeleopPolicy};
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEventKind};
-use widowx::bridge::StepLimits;
 
-use crate::{Cli, RunEnd, open_rig, say, settle_hold, status_sink, watch_signals};
+use crate::{Cli, RunEnd, open_rig, say, settle_and_stop, status_sink, watch_signals};
 
 /// Bad input found before the arm moved (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -107,18 +105,9 @@ fn require_keyboard(cli: &Cli, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ends a runtime after an episode that did not run to its end, as `bridge-run` does: the arm
-/// holds until the operator acts (or, unattended, torque goes off), then parks.
+/// Ends a runtime as `bridge-run` does ([`settle_and_stop`]), with `end`'s exit status.
 fn finish(runtime: Runtime, keyboard: bool, end: RunEnd) -> Result<ExitCode> {
-    let hold_s = runtime.config().safety.unattended_hold_s;
-    let settled = settle_hold(&runtime, keyboard, hold_s);
-    let before_stop = runtime.status().mode;
-    runtime.park_and_stop()?;
-    settled?;
-    say(match before_stop {
-        Mode::TorqueOff => "bridge-run: torque off where the arm stands (not parked)",
-        _ => "bridge-run: parked, torque off",
-    });
+    settle_and_stop(runtime, keyboard)?;
     Ok(end.exit_code())
 }
 
@@ -142,10 +131,7 @@ pub fn capture_goal(
     config.episode.report = false;
     let rig = open_rig(cli, &config)?;
     let frame_px = rig.frame_px;
-    let limits = StepLimits {
-        max_step_m: config.action.max_step_m,
-        max_step_rad: config.action.max_step_rad,
-    };
+    let limits = config.action.step_limits();
     let source = PoseTarget::new(
         pose.map_or([0.0; 3], |p| p.xyz_m),
         pose.and_then(|p| p.yaw_rad),
@@ -366,9 +352,7 @@ pub fn teleop(cli: &Cli, mut config: RuntimeConfig, args: &TeleopArgs<'_>) -> Re
         let _keyboard = Keyboard::start(runtime.commands()).context("starting the keyboard")?;
         return finish(runtime, true, end);
     }
-    runtime.park_and_stop()?;
-    say("bridge-run: parked, torque off");
-    Ok(end.exit_code())
+    finish(runtime, true, end)
 }
 
 #[cfg(feature = "gamepad")]
@@ -550,10 +534,7 @@ pub fn replay(cli: &Cli, mut config: RuntimeConfig, trajectory: &Path) -> Result
         require_keyboard(cli, "replay")?;
     }
     let rig = open_rig(cli, &config)?;
-    let limits = StepLimits {
-        max_step_m: config.action.max_step_m,
-        max_step_rad: config.action.max_step_rad,
-    };
+    let limits = config.action.step_limits();
     let first_state = recorded.states[0].map(f64::from);
     let (source, observed) =
         ReplayPolicy::from_start(recorded.actions.clone(), first_state, limits);

@@ -28,6 +28,7 @@ use crate::config::TeleopConfig;
 use crate::keyboard::command_for_key;
 use crate::modes::OperatorCommand;
 use crate::policy::{GoalImage, Policy, PolicyError, PolicyOutput};
+use crate::replay::SCRIPTED_INPUT_PX;
 
 /// One line of help for the teleoperation keys.
 pub const HELP: &str = "teleop keys (hold to move): w/s x, a/d y, r/f z, j/l yaw, g gripper, Enter end episode | space pause | e/Esc emergency | h park | q park+quit";
@@ -333,24 +334,18 @@ pub fn pad_button(button: PadButton, phase: Phase) -> Option<TeleopKey> {
 pub struct TeleopPolicy {
     keys: TeleopKeys,
     period_s: f64,
-    /// The model input it claims (it never looks at the pixels): the smallest the runtime takes.
-    size_px: u32,
 }
 
 impl TeleopPolicy {
     /// Reads `keys` once per `period_s` (`policy.policy_period_s`).
     pub fn new(keys: TeleopKeys, period_s: f64) -> TeleopPolicy {
-        TeleopPolicy {
-            keys,
-            period_s,
-            size_px: 8,
-        }
+        TeleopPolicy { keys, period_s }
     }
 }
 
 impl Policy for TeleopPolicy {
     fn input_size_px(&self) -> u32 {
-        self.size_px
+        SCRIPTED_INPUT_PX
     }
 
     fn set_goal(&mut self, _goal: &GoalImage) -> Result<(), PolicyError> {
