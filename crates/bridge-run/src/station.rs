@@ -21,6 +21,9 @@ use crossterm::event::{KeyCode, KeyEventKind};
 
 use crate::{Cli, RunEnd, open_rig, say, settle_and_stop, status_sink, watch_signals};
 
+/// Steps the drive to `--pose` may take: the workspace's diagonal is under 10 steps of 5 cm.
+const POSE_STEPS_MAX: usize = 40;
+
 /// Bad input found before the arm moved (exit status 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -149,7 +152,7 @@ pub fn capture_goal(
     watch_signals(runtime.commands())?;
     if let Some(pose) = pose {
         say(&format!("bridge-run: driving to {}", describe_pose(pose)));
-        let report = runtime.run_episode(&goal, 200)?;
+        let report = runtime.run_episode(&goal, POSE_STEPS_MAX)?;
         let end = RunEnd::of_episode(report.end, report.fault.is_some());
         if end != RunEnd::Completed {
             say(&report.summary);
