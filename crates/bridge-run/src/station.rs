@@ -21,7 +21,8 @@ use crossterm::event::{KeyCode, KeyEventKind};
 
 use crate::{Cli, RunEnd, open_rig, say, settle_and_stop, status_sink, watch_signals};
 
-/// Steps the drive to `--pose` may take: the workspace's diagonal is under 10 steps of 5 cm.
+/// Steps the drive to `--pose` may take: across the workspace box an axis needs at most 8 steps
+/// of 5 cm, a half turn of yaw 13 of 0.25 rad.
 const POSE_STEPS_MAX: usize = 40;
 
 /// Bad input found before the arm moved (exit status 2).
