@@ -4,7 +4,8 @@
 //! `prepare` skips or trims (aborted, intervened, unreadable).
 //!
 //! Written as `index.html` beside a `media/` folder of JPEG thumbnails and GIF animations.
-//! Not for: statistics over large datasets (it shows at most `max_episodes` episodes).
+//! Not for: statistics over large datasets: it reads sources until `max_episodes` episodes are
+//! shown and says how many it left unread.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,6 +76,8 @@ pub struct DataView {
     pub skipped: Vec<Skipped>,
     /// Episodes found beyond `max_episodes` (counted, not shown).
     pub not_shown: usize,
+    /// Sources (trajectory directories, shards) not read once `max_episodes` were shown.
+    pub sources_not_read: usize,
 }
 
 /// Reads `input`: a training cache (its `manifest.json`) or anything `prepare` reads
@@ -100,7 +103,13 @@ fn load_recordings(input: &Path, max_episodes: usize) -> Result<DataView, Browse
         source: input.to_path_buf(),
         ..DataView::default()
     };
-    for source in sources {
+    let total_sources = sources.len();
+    for (read, source) in sources.into_iter().enumerate() {
+        if view.episodes.len() >= max_episodes {
+            // A large dataset: stop reading, and say how much was left.
+            view.sources_not_read = total_sources - read;
+            break;
+        }
         match source.read() {
             Ok(trajectories) => {
                 for trajectory in trajectories {
@@ -328,10 +337,13 @@ fn html(view: &DataView) -> String {
         title = escape(&format!("Data: {}", view.source.display())),
         kind = escape(&view.kind),
         episodes = view.episodes.len() + view.not_shown,
-        not_shown = if view.not_shown > 0 {
-            format!("; the first {} shown", view.episodes.len())
-        } else {
-            String::new()
+        not_shown = match (view.not_shown, view.sources_not_read) {
+            (0, 0) => String::new(),
+            (_, 0) => format!("; the first {} shown", view.episodes.len()),
+            (_, unread) => format!(
+                "; the first {} shown, {unread} more source(s) not read (--max-episodes)",
+                view.episodes.len()
+            ),
         },
     );
     page += &task_table(view);
@@ -513,6 +525,7 @@ mod tests {
                 reason: "aborted (q)".into(),
             }],
             not_shown: 0,
+            sources_not_read: 0,
         };
         let page = html(&view);
         assert!(page.contains("put &lt;b&gt;it&lt;/b&gt; &amp; go"));

@@ -84,11 +84,16 @@ fn recordings(root: &Path) -> PathBuf {
 }
 
 fn browse(input: &Path, out: &Path) -> String {
+    browse_with(input, out, &[])
+}
+
+fn browse_with(input: &Path, out: &Path, options: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_bridge-train"))
         .arg("browse")
         .arg(input)
         .arg("--out")
         .arg(out)
+        .args(options)
         .output()
         .unwrap();
     assert!(
@@ -163,6 +168,14 @@ fn the_report_lists_every_episode_and_chromium_renders_the_grid() {
         let frames = image::AnimationDecoder::into_frames(decoder).count();
         assert!(frames >= 4, "episode {i}: {frames} animation frames");
     }
+
+    // A large dataset is not read to its end: the page says how much was left.
+    let first_only = browse_with(&input, &dir.path().join("first"), &["--max-episodes", "1"]);
+    assert_eq!(first_only.matches("class=\"card\"").count(), 1);
+    assert!(
+        first_only.contains("the first 1 shown, 2 more source(s) not read"),
+        "{first_only}"
+    );
 
     // The same recordings as a training cache: prepare skips the aborted episode and splits
     // the intervened one around its jog; the report says so.
