@@ -78,6 +78,9 @@ pub struct DataView {
     pub not_shown: usize,
     /// Sources (trajectory directories, shards) not read once `max_episodes` were shown.
     pub sources_not_read: usize,
+    /// A training cache's count of intervened steps `prepare` left out (its episodes are
+    /// already split around them).
+    pub intervened_steps_left_out: u64,
 }
 
 /// Reads `input`: a training cache (its `manifest.json`) or anything `prepare` reads
@@ -226,6 +229,7 @@ fn load_cache(input: &Path, max_episodes: usize) -> Result<DataView, BrowseError
     let mut view = DataView {
         kind: "training cache".into(),
         source: input.to_path_buf(),
+        intervened_steps_left_out: cache.manifest().counts.intervened_steps_left_out,
         skipped: cache
             .manifest()
             .skipped
@@ -383,8 +387,14 @@ fn skipped_table(view: &DataView) -> String {
         .iter()
         .filter(|e| e.intervened_steps > 0)
         .collect();
+    let left_out = match view.intervened_steps_left_out {
+        0 => String::new(),
+        n => {
+            format!("; {n} intervened step(s) left out by prepare, the episodes split around them")
+        }
+    };
     let mut out = format!(
-        "<h2>Skipped and intervened</h2>\n<p>{} skipped or unreadable, {} with intervened steps</p>\n\
+        "<h2>Skipped and intervened</h2>\n<p>{} skipped or unreadable, {} with intervened steps{left_out}</p>\n\
          <table id=\"skipped\"><tr><th>episode</th><th>why</th></tr>\n",
         view.skipped.len(),
         intervened.len()
@@ -526,6 +536,7 @@ mod tests {
             }],
             not_shown: 0,
             sources_not_read: 0,
+            intervened_steps_left_out: 0,
         };
         let page = html(&view);
         assert!(page.contains("put &lt;b&gt;it&lt;/b&gt; &amp; go"));

@@ -195,6 +195,10 @@ fn the_report_lists_every_episode_and_chromium_renders_the_grid() {
     let cache_page = browse(&cache, &dir.path().join("cache-report"));
     assert!(cache_page.contains("training cache:"), "{cache_page}");
     assert!(cache_page.contains("aborted episode"), "{cache_page}");
+    assert!(
+        cache_page.contains("1 intervened step(s) left out by prepare"),
+        "{cache_page}"
+    );
     assert_eq!(
         cache_page.matches("class=\"card\"").count(),
         3,
