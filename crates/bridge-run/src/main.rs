@@ -572,11 +572,7 @@ fn drive(cli: &Cli, config: RuntimeConfig) -> Result<ExitCode> {
     let max_steps = config.episode.max_steps;
     let options = RuntimeOptions {
         status_line: status_sink().filter(|_| !cli.no_keyboard),
-        collector: if cli.sim {
-            Collector::Simulator
-        } else {
-            Collector::Robot
-        },
+        collector: collector(cli),
         run_record: RunRecord {
             sim_seed: cli.sim.then_some(cli.sim_seed),
             ..RunRecord::of_process(&checkpoint_dir(cli)?)
@@ -621,6 +617,15 @@ fn settle_and_stop(runtime: Runtime, keyboard: bool) -> Result<()> {
         _ => "bridge-run: parked, torque off",
     });
     Ok(())
+}
+
+/// Who the recordings of this run come from (`collection.toml`): the simulator with --sim.
+fn collector(cli: &Cli) -> Collector {
+    if cli.sim {
+        Collector::Simulator
+    } else {
+        Collector::Robot
+    }
 }
 
 /// How a run ended; its exit status tells them apart (README, "Exit codes").

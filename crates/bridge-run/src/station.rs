@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bridge_data::provenance::Collector;
 use bridge_data::raw::{RawOptions, read_trajectory};
 use bridge_run::config::RuntimeConfig;
 use bridge_run::keyboard::{self, Keyboard};
@@ -19,7 +18,7 @@ use bridge_run::teleop::{self, Phase, ResetChoice, TeleopKeys, TeleopPolicy};
 use crossbeam_channel::Receiver;
 use crossterm::event::{KeyCode, KeyEventKind};
 
-use crate::{Cli, RunEnd, open_rig, say, settle_and_stop, status_sink, watch_signals};
+use crate::{Cli, RunEnd, collector, open_rig, say, settle_and_stop, status_sink, watch_signals};
 
 /// Steps the drive to `--pose` may take: across the workspace box an axis needs at most 8 steps
 /// of 5 cm, a half turn of yaw 13 of 0.25 rad.
@@ -78,11 +77,7 @@ fn options(
 ) -> RuntimeOptions {
     RuntimeOptions {
         status_line: status_sink().filter(|_| keyboard),
-        collector: if cli.sim {
-            Collector::Simulator
-        } else {
-            Collector::Robot
-        },
+        collector: collector(cli),
         run_record: RunRecord {
             checkpoint: None,
             checkpoint_id: None,
