@@ -24,6 +24,22 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// What `bridge-run --sim --no-keyboard --checkpoint CHECKPOINT [--goal GOAL]` says, after
+/// checking that it refused the input (exit status 2).
+fn refused(dir: &Path, checkpoint: &Path, goal: Option<&Path>) -> String {
+    let mut command = bridge_run(dir);
+    command
+        .args(["--sim", "--no-keyboard", "--checkpoint"])
+        .arg(checkpoint);
+    if let Some(goal) = goal {
+        command.arg("--goal").arg(goal);
+    }
+    let output = command.output().unwrap();
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    out
+}
+
 /// A PNG of `width_px` x `height_px`.
 fn png(dir: &Path, name: &str, width_px: u32, height_px: u32) -> PathBuf {
     let path = dir.join(name);
@@ -52,15 +68,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny_checkpoint(dir.path());
     let small = png(dir.path(), "small.png", 320, 240);
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--goal")
-        .arg(&small)
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    let out = refused(dir.path(), &checkpoint, Some(&small));
     assert!(
         out.contains("small.png") && out.contains("320x240") && out.contains("640x480"),
         "{out}"
@@ -69,15 +77,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
 
     let not_an_image = dir.path().join("goal.png");
     std::fs::write(&not_an_image, "these are not pixels").unwrap();
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--goal")
-        .arg(&not_an_image)
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    let out = refused(dir.path(), &checkpoint, Some(&not_an_image));
     assert!(
         out.contains("goal.png") && out.contains("PNG or JPEG"),
         "{out}"
@@ -96,24 +96,10 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
     .save_inference(&state_dir, &mqe::CheckpointMeta::default())
     .unwrap();
     let goal = png(dir.path(), "ok.png", 640, 480);
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&state_dir)
-        .arg("--goal")
-        .arg(&goal)
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    let out = refused(dir.path(), &state_dir, Some(&goal));
     assert!(out.contains("model.obs") && out.contains("pixels"), "{out}");
 
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(dir.path().join("nowhere"))
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    let out = refused(dir.path(), &dir.path().join("nowhere"), None);
     assert!(
         out.contains("no checkpoint at") && out.contains("nowhere"),
         "{out}"
@@ -124,15 +110,7 @@ fn wrong_goals_and_checkpoints_are_refused_before_the_arm_moves() {
     let corrupt = dir.path().join("corrupt");
     std::fs::create_dir_all(&corrupt).unwrap();
     std::fs::write(corrupt.join("config.toml"), "junk\n").unwrap();
-    let output = bridge_run(dir.path())
-        .args(["--sim", "--no-keyboard", "--checkpoint"])
-        .arg(&corrupt)
-        .arg("--goal")
-        .arg(&goal)
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(2), "refused input: {out}");
+    let out = refused(dir.path(), &corrupt, Some(&goal));
     assert_eq!(out.matches("corrupt or truncated").count(), 1, "{out}");
     assert_eq!(out.matches("key with no value").count(), 1, "{out}");
     assert!(out.contains("config.toml"), "{out}");
