@@ -15,8 +15,7 @@ use bridge_data::raw::RawStep;
 use bridge_data::{Outcome, StepKind};
 use camera::Frame;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use widowx::bridge::{BridgeAction, bridge_state, gripper_open_fraction};
-use widowx::joints::ARM_JOINTS;
+use widowx::bridge::BridgeAction;
 use widowx::kinematics::forward;
 use widowx_driver::Effort;
 
@@ -110,10 +109,7 @@ impl PolicyThread {
                             Outcome::aborted("a new episode started before this one ended"),
                         );
                     }
-                    active = self.start(episode, &goal, max_steps, recording);
-                    if let Some(a) = active.as_mut() {
-                        a.keep_frames = keep_frames;
-                    }
+                    active = self.start(episode, &goal, max_steps, recording, keep_frames);
                 }
                 Ok(PolicyRequest::Stop { episode, outcome }) => {
                     if let Some(a) = active.take_if(|a| a.episode == episode) {
@@ -156,6 +152,7 @@ impl PolicyThread {
         goal: &GoalImage,
         max_steps: usize,
         recording: Option<RecordingPlan>,
+        keep_frames: bool,
     ) -> Option<Active> {
         let result = self.policy.set_goal(goal).map_err(|e| e.to_string());
         let ok = result.is_ok();
@@ -189,7 +186,7 @@ impl PolicyThread {
             next_tick: Instant::now(),
             recording,
             interventions_at_action: None,
-            keep_frames: false,
+            keep_frames,
             skipping: None,
         })
     }
@@ -374,14 +371,13 @@ pub fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, image::ImageError> {
 pub fn raw_step(jpeg: Vec<u8>, status: &ControlStatus) -> RawStep {
     let state = &status.state;
     let qpos = state.arm_positions_rad();
-    let gripper = gripper_open_fraction(state.positions_rad[ARM_JOINTS]);
     let effort = |e: Effort| match e {
         Effort::CurrentMa(ma) => ma,
         Effort::LoadPercent(p) => p,
     };
     RawStep {
         jpeg,
-        state: bridge_state(&qpos, gripper),
+        state: status.bridge_state(),
         qpos,
         qvel: std::array::from_fn(|i| state.velocities_rad_s[i]),
         joint_effort: std::array::from_fn(|i| effort(state.effort[i])),
@@ -393,6 +389,7 @@ pub fn raw_step(jpeg: Vec<u8>, status: &ControlStatus) -> RawStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use widowx::bridge::{bridge_state, gripper_open_fraction};
 
     #[test]
     fn raw_steps_carry_the_bridge_state_of_the_joints() {
