@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-LATENT, COMPONENTS = 512, 8
+COMPONENTS = 8
 
 
 def gelu(x):
@@ -47,11 +47,12 @@ def actor(d, x):
 
 
 def mrn(x, y):
-    diff = (x - y).reshape((x - y).shape[:-1] + (COMPONENTS, LATENT // COMPONENTS))
+    latent = x.shape[-1]  # 512 by default; dumps made with --fixture or --latent are smaller
+    diff = (x - y).reshape((x - y).shape[:-1] + (COMPONENTS, latent // COMPONENTS))
     half = diff.shape[-1] // 2
     asym = np.maximum(diff[..., :half].max(-1), 0.0)
     sym = np.sqrt((diff[..., half:] ** 2).sum(-1) + 1e-12)
-    return (asym + sym).mean(-1) / np.sqrt(LATENT)
+    return (asym + sym).mean(-1) / np.sqrt(latent)
 
 
 def losses(d):

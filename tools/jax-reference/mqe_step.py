@@ -38,7 +38,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "released code does, instead of reusing the critic pass's (stop-gradient) features")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dump", default=None, help="write params, batch, metrics, grads and updated params to this .npz")
-    return parser.parse_args(argv)
+    parser.add_argument("--fixture", action="store_true",
+                        help="small networks for a committed cross-check fixture: latent 32, hidden [32, 32], "
+                             "actor [32, 32], 16x16 images, action dim 3 (pixel); the dump leaves out the "
+                             "updated parameters. Sizes are also set one by one with the flags below")
+    parser.add_argument("--latent", type=int, default=None, help="latent and pixel-encoder output width (512)")
+    parser.add_argument("--hidden", type=int, default=None, help="width of every phi/psi/actor hidden layer (512)")
+    parser.add_argument("--layers", type=int, default=None, help="hidden layers per MLP (3)")
+    parser.add_argument("--image-size", type=int, default=None, help="pixel: image side in pixels (64)")
+    parser.add_argument("--action-dim", type=int, default=None, help="action dimension (2 state, 7 pixel)")
+    args = parser.parse_args(argv)
+    if args.fixture:
+        small = dict(latent=32, hidden=32, layers=2, image_size=16, action_dim=3 if args.config != "state" else 2)
+        for name, value in small.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+    return args
 
 
 ARGS = parse_args(sys.argv[1:])
@@ -56,9 +71,9 @@ sg = jax.lax.stop_gradient
 # ---------------------------------------------------------------------------------------------
 # Configuration (docs/mqe.md DEFAULTs; only settings that change the step's arithmetic are here).
 # ---------------------------------------------------------------------------------------------
-LATENT = 512
-HIDDEN = (512, 512, 512)
-ACTOR_HIDDEN = (512, 512, 512)
+LATENT = ARGS.latent or 512
+HIDDEN = (ARGS.hidden or 512,) * (ARGS.layers or 3)
+ACTOR_HIDDEN = HIDDEN
 ENSEMBLE = 2
 MRN_COMPONENTS = 8
 EDGE_EXP_CLIP = 5.0
@@ -70,8 +85,10 @@ IMPALA_BLOCKS = 1  # impala-small
 
 def config_values(name: str) -> dict:
     if name == "state":
-        return dict(pixel=False, obs_dim=2, action_dim=2, batch=256, gamma=0.995)
-    return dict(pixel=True, obs_shape=(64, 64, 3), action_dim=7, batch=64 if name == "pixel" else 1, gamma=0.98)
+        return dict(pixel=False, obs_dim=2, action_dim=ARGS.action_dim or 2, batch=256, gamma=0.995)
+    side = ARGS.image_size or 64
+    return dict(pixel=True, obs_shape=(side, side, 3), action_dim=ARGS.action_dim or 7,
+                batch=64 if name == "pixel" else 1, gamma=0.98)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,9 +381,15 @@ def run_train_step(cfg, args):
         params0 = params
         new_params, _, metrics, grads = jax.jit(step)(params, opt_state, batch)
         dump = {**flat_named(params0, "param"), **flat_named(batch, "batch"), **flat_named(grads, "grad"),
-                **flat_named(new_params, "updated"), **flat_named(metrics, "metric")}
+                **flat_named(metrics, "metric")}
+        if not args.fixture:
+            dump.update(flat_named(new_params, "updated"))
         dump["config/gamma"] = np.float32(cfg["gamma"])
         dump["config/alpha"] = np.float32(ALPHA)
+        dump["config/latent"] = np.int32(LATENT)
+        dump["config/hidden"] = np.asarray(HIDDEN, np.int32)
+        dump["config/mrn_components"] = np.int32(MRN_COMPONENTS)
+        dump["config/impala_blocks"] = np.int32(IMPALA_BLOCKS)
         np.savez(args.dump, **dump)
         print(f"dumped {len(dump)} arrays to {args.dump}")
         print_metrics(metrics)
