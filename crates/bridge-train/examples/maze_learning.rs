@@ -109,6 +109,7 @@ fn main() -> Result<()> {
         loader_threads: 1,
         input_crop_px: None,
         data_source: mqe::DataSource::Unknown,
+        env_eval: None,
     };
     let start = Instant::now();
     let outcome = fit(&data, None, &config, &options, &Device::Cpu)?;

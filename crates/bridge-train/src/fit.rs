@@ -4,8 +4,9 @@
 //! end, `model.safetensors`, `optimizer.safetensors` and `config.toml` in it are replaced (each
 //! through a temporary file), so `--out DIR` can be loaded with `mqe::Agent::load(DIR)`, served
 //! with `policy-server DIR` and continued with `--resume DIR`. `metrics.jsonl` beside them gets
-//! one JSON object per log interval (`"split": "train"`) and per validation pass
-//! (`"split": "val"`). A resumed run first drops the records after its checkpoint's step (a run
+//! one JSON object per log interval (`"split": "train"`), per validation pass
+//! (`"split": "val"`) and, with [`FitOptions::env_eval`], per evaluation in an OGBench
+//! environment (`"split": "env"`, an [`EnvEvalRecord`]). A resumed run first drops the records after its checkpoint's step (a run
 //! stopped between checkpoints logged steps that are trained again), and its checkpoint records
 //! the schedule it was extended to.
 //!
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ArchConfig, RunConfig};
 use crate::data::{BatchConverter, DataError, action_norm_for, obs_kind, sampler_config};
+use crate::env_eval::{EnvEvalError, EnvEvalRecord, EnvEvaluator};
 use crate::loader::{Loader, LoaderConfig, LoaderError};
 
 /// Log file written beside the checkpoint.
@@ -75,6 +77,19 @@ pub enum FitError {
     ValidationShape { reason: String },
     #[error("training diverged at step {step}: non-finite loss ({metrics:?})")]
     Diverged { step: u64, metrics: Metrics },
+    #[error("evaluating the checkpoint at step {step} (it is saved; --resume continues): {source}")]
+    EnvEval {
+        step: u64,
+        #[source]
+        source: EnvEvalError,
+    },
+}
+
+/// Scores the checkpoint in an OGBench environment every `every_steps` steps and at the end.
+#[derive(Debug, Clone)]
+pub struct EnvEvalSchedule {
+    pub every_steps: u64,
+    pub evaluator: EnvEvaluator,
 }
 
 /// Where the run writes and what it continues.
@@ -100,6 +115,8 @@ pub struct FitOptions {
     pub input_crop_px: Option<[u32; 4]>,
     /// Where the training data came from, recorded in the checkpoint (`data.data_source`).
     pub data_source: DataSource,
+    /// Environment evaluations during training (`fit --eval-every`); None: none.
+    pub env_eval: Option<EnvEvalSchedule>,
 }
 
 impl FitOptions {
@@ -115,6 +132,7 @@ impl FitOptions {
             loader_threads: 1,
             input_crop_px: None,
             data_source: DataSource::Unknown,
+            env_eval: None,
         }
     }
 }
@@ -191,6 +209,8 @@ impl LogRecord {
 pub struct FitOutcome {
     pub agent: Agent,
     pub records: Vec<LogRecord>,
+    /// The environment evaluations (empty without [`FitOptions::env_eval`]).
+    pub env_records: Vec<EnvEvalRecord>,
 }
 
 /// Trains on `train` (validating on `val` when given) until `config.train.steps`, writing the
@@ -240,6 +260,8 @@ pub fn fit(
     let mut converter = BatchConverter::new(device, agent.action_norm().clone());
     let mut interval = Interval::start();
     let mut trained_any = false;
+    // The latest environment score, shown before the loss summary on the progress bar.
+    let mut env_summary = String::new();
     while agent.step() < train_cfg.steps {
         let step = agent.step();
         debug_assert_eq!(loader.next_step(), step);
@@ -257,7 +279,7 @@ pub fn fit(
         let last = done == train_cfg.steps;
         if done.is_multiple_of(train_cfg.log_interval_steps.max(1)) || last {
             let record = interval.finish(done);
-            bar.set_message(record.summary());
+            bar.set_message(format!("{env_summary}{}", record.summary()));
             log.write(record)?;
         }
         if let Some(v) = validator
@@ -268,8 +290,22 @@ pub fn fit(
             bar.println(format!("step {done} val: {}", record.summary()));
             log.write(record)?;
         }
-        if every(done, train_cfg.checkpoint_interval_steps) || last {
+        let env_eval_due = options
+            .env_eval
+            .as_ref()
+            .filter(|e| every(done, e.every_steps) || last);
+        if every(done, train_cfg.checkpoint_interval_steps) || last || env_eval_due.is_some() {
             agent.save(&options.out_dir, &meta)?;
+        }
+        if let Some(schedule) = env_eval_due {
+            let record = schedule
+                .evaluator
+                .evaluate(&options.out_dir, done)
+                .map_err(|source| FitError::EnvEval { step: done, source })?;
+            env_summary = format!("{} | ", record.summary());
+            // Logged, not only printed on the bar: it is worth seeing with --no-progress too.
+            bar.suspend(|| tracing::info!("step {done} {}: {}", record.env, record.summary()));
+            log.write_env(record)?;
         }
     }
     if !trained_any {
@@ -281,6 +317,7 @@ pub fn fit(
     Ok(FitOutcome {
         agent,
         records: log.records,
+        env_records: log.env_records,
     })
 }
 
@@ -497,6 +534,7 @@ struct MetricsLog {
     path: PathBuf,
     file: BufWriter<File>,
     records: Vec<LogRecord>,
+    env_records: Vec<EnvEvalRecord>,
 }
 
 impl MetricsLog {
@@ -523,20 +561,37 @@ impl MetricsLog {
             path,
             file: BufWriter::new(file),
             records: Vec::new(),
+            env_records: Vec::new(),
         })
     }
 
     fn write(&mut self, record: LogRecord) -> Result<(), FitError> {
+        self.write_line(&record)?;
+        self.records.push(record);
+        Ok(())
+    }
+
+    fn write_env(&mut self, record: EnvEvalRecord) -> Result<(), FitError> {
+        self.write_line(&record)?;
+        self.env_records.push(record);
+        Ok(())
+    }
+
+    fn write_line(&mut self, record: &impl Serialize) -> Result<(), FitError> {
         let io = |source| FitError::Io {
             path: self.path.clone(),
             source,
         };
-        let line = serde_json::to_string(&record).map_err(|e| io(e.into()))?;
+        let line = serde_json::to_string(record).map_err(|e| io(e.into()))?;
         writeln!(self.file, "{line}").map_err(io)?;
-        self.file.flush().map_err(io)?;
-        self.records.push(record);
-        Ok(())
+        self.file.flush().map_err(io)
     }
+}
+
+/// The step of any record of `metrics.jsonl` (losses or an environment evaluation).
+#[derive(Deserialize)]
+struct StepOf {
+    step: u64,
 }
 
 /// Rewrites `path` (if it exists) without the records of steps after `step`, through a
@@ -551,7 +606,7 @@ fn drop_records_after(path: &Path, step: u64) -> std::io::Result<()> {
     let kept: Vec<&str> = text
         .lines()
         .filter(|line| {
-            serde_json::from_str::<LogRecord>(line).map_or(true, |record| record.step <= step)
+            serde_json::from_str::<StepOf>(line).map_or(true, |record| record.step <= step)
         })
         .collect();
     if kept.len() == text.lines().count() {

@@ -29,6 +29,7 @@
 //!     loader_threads: 2,
 //!     input_crop_px: None,
 //!     data_source: mqe::DataSource::Unknown,
+//!     env_eval: None,
 //! };
 //! let outcome = fit(&data, None, &config, &options, &candle_core::Device::Cpu)?;
 //! println!("trained {} steps", outcome.agent.step());
@@ -45,6 +46,7 @@ pub mod browse;
 pub mod config;
 pub mod data;
 pub mod device_check;
+pub mod env_eval;
 pub mod fit;
 pub mod loader;
 pub mod maze;

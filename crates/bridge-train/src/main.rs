@@ -7,6 +7,7 @@
 //! bridge-train fit --data D.npz|CACHE --out DIR [--val-fraction F] [--loader-threads N]
 //!                  [--config run.toml] [--algo mqe|gcbc] [--steps N] [--batch-size N] [--seed N]
 //!                  [--set key=value]... [--resume DIR] [--device cpu|cuda]
+//!                  [--eval-every N [--eval-env NAME] [--eval-episodes N] [--eval-python PY]]
 //! bridge-train config [--data D.npz|CACHE] [--config run.toml] [--algo ..] [--steps N] [--set key=value]...
 //! bridge-train bench [--steps N] [--queries N] [--no-pixels]
 //! bridge-train bench-data [--work-dir DIR] [--episodes N] [--batch-size N] [--loader-threads N] ...
@@ -36,7 +37,8 @@ use bridge_train::bench_data::{self, DataBenchOptions};
 use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
 use bridge_train::data::action_norm_from_bounds;
 use bridge_train::device_check::{self, CheckOptions};
-use bridge_train::fit::{FitOptions, Split, fit, resume_base};
+use bridge_train::env_eval::{EnvEvaluator, env_for_dataset};
+use bridge_train::fit::{EnvEvalSchedule, FitOptions, Split, fit, resume_base};
 use bridge_train::prepare::{PrepareOptions, discover_inputs, parse_camera, prepare};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -244,7 +246,61 @@ struct FitArgs {
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     #[command(flatten)]
+    env_eval: EnvEvalArgs,
+    #[command(flatten)]
     config: ConfigArgs,
+}
+
+/// Scoring the checkpoint in OGBench's own environment while training.
+#[derive(Args)]
+struct EnvEvalArgs {
+    /// Every N steps (and at the end), score the checkpoint in an OGBench environment with
+    /// tools/ogbench-eval (success goes to metrics.jsonl as "split": "env" and to the progress bar).
+    #[arg(long, value_name = "N")]
+    eval_every: Option<u64>,
+    /// The OGBench environment (default: the dataset's name, e.g. pointmaze-medium-stitch-v0).
+    #[arg(long, value_name = "NAME", requires = "eval_every")]
+    eval_env: Option<String>,
+    /// Episodes per evaluation task.
+    #[arg(long, default_value_t = 10, requires = "eval_every")]
+    eval_episodes: u32,
+    /// Python with tools/ogbench-eval/requirements.txt installed.
+    #[arg(long, default_value = "python3", requires = "eval_every")]
+    eval_python: String,
+    /// The evaluator script.
+    #[arg(long, default_value = bridge_train::env_eval::DEFAULT_SCRIPT, requires = "eval_every")]
+    eval_script: PathBuf,
+    /// The policy-server binary (default: the one beside this bridge-train).
+    #[arg(long, requires = "eval_every")]
+    eval_server: Option<PathBuf>,
+}
+
+impl EnvEvalArgs {
+    /// The schedule, checked before any training (script, server, Python packages).
+    fn schedule(&self, data: &Path) -> Result<Option<EnvEvalSchedule>> {
+        let Some(every_steps) = self.eval_every else {
+            return Ok(None);
+        };
+        anyhow::ensure!(every_steps > 0, "--eval-every must be at least 1");
+        let env = match self.eval_env.clone().or_else(|| env_for_dataset(data)) {
+            Some(env) => env,
+            None => anyhow::bail!(
+                "--eval-every: {} is not named like an OGBench dataset; pass --eval-env NAME",
+                data.display()
+            ),
+        };
+        let mut evaluator = EnvEvaluator::new(env, self.eval_episodes);
+        evaluator.python = self.eval_python.clone();
+        evaluator.script = self.eval_script.clone();
+        if let Some(server) = &self.eval_server {
+            evaluator.server = server.clone();
+        }
+        evaluator.preflight()?;
+        Ok(Some(EnvEvalSchedule {
+            every_steps,
+            evaluator,
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -572,6 +628,7 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         None => RunConfig::defaults_for(data.traits),
     };
     let config = args.config.resolve(base)?;
+    let env_eval = args.env_eval.schedule(path)?;
     let summary = data.train.summary();
     tracing::info!(
         "data {}: {} rows, {} episodes, obs {:?}, action_dim {}; validation: {}",
@@ -595,6 +652,7 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         loader_threads: args.loader_threads,
         input_crop_px: data.input_crop_px,
         data_source: data.data_source,
+        env_eval,
     };
     let dev = device(args.device)?;
     let outcome = fit(&data.train, data.val.as_ref(), &config, &options, &dev)
@@ -605,6 +663,9 @@ fn run_fit(args: &FitArgs) -> Result<()> {
     }
     if let Some(r) = last(Split::Val) {
         tracing::info!("step {} val: {}", r.step, r.summary());
+    }
+    if let Some(r) = outcome.env_records.last() {
+        tracing::info!("step {} {}: {}", r.step, r.env, r.summary());
     }
     tracing::info!(
         "checkpoint at step {} written to {} (metrics in {})",

@@ -273,3 +273,169 @@ fn bad_keys_and_missing_files_are_named() {
         "nothing is written when the data are missing"
     );
 }
+
+/// A stand-in for the Python that runs tools/ogbench-eval: it answers the package check, and
+/// for an evaluation checks that the checkpoint it is given exists, logs the call and writes
+/// the evaluator's JSON record (or fails, when `fail` is set). The real evaluator runs in
+/// `.ci/run` against OGBench's own environment; this checks the trainer's side of the contract.
+fn fake_evaluator_python(dir: &Path, fail: Option<&str>) -> PathBuf {
+    let script = dir.join("fake-python");
+    let evaluate = match fail {
+        Some(message) => format!("echo 'Traceback: ...' >&2; echo '{message}' >&2; exit 1"),
+        None => r#"test -f "$ckpt/model.safetensors" || { echo "no checkpoint in $ckpt" >&2; exit 1; }
+echo "$env $episodes" >> "$(dirname "$0")/calls.txt"
+printf '{"env": "%s", "checkpoint": "%s", "episodes_per_task": %s, "tasks": [{"task_id": 1, "successes": 1, "episodes": 2, "success_rate": 0.5}, {"task_id": 2, "successes": 2, "episodes": 2, "success_rate": 1.0}], "mean_success": 0.75, "wall_s": 0.1, "seed": 0}' "$env" "$ckpt" "$episodes" > "$json""#
+            .to_string(),
+    };
+    let text = format!(
+        r#"#!/bin/sh
+if [ "$1" = "-c" ]; then exit 0; fi
+shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --checkpoint) ckpt="$2"; shift 2;;
+    --env) env="$2"; shift 2;;
+    --episodes) episodes="$2"; shift 2;;
+    --json) json="$2"; shift 2;;
+    *) shift;;
+  esac
+done
+{evaluate}
+"#
+    );
+    std::fs::write(&script, text).unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    script
+}
+
+/// `fit --eval-every` arguments with the stand-in Python; the script and server paths only need
+/// to exist.
+fn eval_args<'a>(python: &'a Path, stand_in: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--eval-every",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--eval-python",
+        s(python),
+        "--eval-script",
+        s(stand_in),
+        "--eval-server",
+        s(stand_in),
+    ]
+}
+
+fn tiny_fit<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    let mut args = vec![
+        "fit",
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--steps",
+        "5",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ];
+    args.extend(SMALL_NETS);
+    args
+}
+
+#[test]
+fn fit_scores_the_checkpoint_in_the_environment_every_n_steps_and_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pointmaze-tiny-stitch-v0.npz");
+    write_state_npz(&data, 6, 10);
+    let python = fake_evaluator_python(dir.path(), None);
+    let out = dir.path().join("run");
+    let mut args = tiny_fit(&data, &out);
+    args.extend(eval_args(&python, &data));
+    let result = bridge_train(&args);
+    assert!(result.status.success(), "{}", stderr(&result));
+
+    let calls = std::fs::read_to_string(dir.path().join("calls.txt")).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        ["pointmaze-tiny-stitch-v0 2"; 3],
+        "steps 2, 4 and the last, 5; the environment named after the dataset"
+    );
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let env_records: Vec<bridge_train::env_eval::EnvEvalRecord> = log
+        .lines()
+        .filter(|l| l.contains(r#""split":"env""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = env_records.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [2, 4, 5]);
+    assert!(
+        env_records
+            .iter()
+            .all(|r| r.mean_success == 0.75 && r.tasks.len() == 2)
+    );
+    // The loss records are still there, each line one of the two kinds.
+    let losses: Vec<LogRecord> = log
+        .lines()
+        .filter(|l| !l.contains(r#""split":"env""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(losses.iter().any(|r| r.split == Split::Train));
+    assert!(
+        stderr(&result).contains("success 75% (50/100)"),
+        "{}",
+        stderr(&result)
+    );
+}
+
+#[test]
+fn a_failing_evaluation_stops_training_and_says_the_checkpoint_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pointmaze-tiny-stitch-v0.npz");
+    write_state_npz(&data, 6, 10);
+    let python = fake_evaluator_python(dir.path(), Some("error: unknown environment"));
+    let out = dir.path().join("run");
+    let mut args = tiny_fit(&data, &out);
+    args.extend(eval_args(&python, &data));
+    let result = bridge_train(&args);
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    let err = stderr(&result);
+    assert!(err.contains("evaluating the checkpoint at step 2"), "{err}");
+    assert!(err.contains("error: unknown environment"), "{err}");
+    assert!(!err.contains("Traceback"), "only the error line: {err}");
+    let saved = Agent::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(saved.step(), 2);
+}
+
+#[test]
+fn eval_every_refuses_a_python_without_ogbench_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pointmaze-tiny-stitch-v0.npz");
+    write_state_npz(&data, 6, 10);
+    let python = dir.path().join("python-without-ogbench");
+    std::fs::write(
+        &python,
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'ogbench'\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&python)
+        .status()
+        .unwrap();
+    let out = dir.path().join("run");
+    let mut args = tiny_fit(&data, &out);
+    args.extend(eval_args(&python, &data));
+    let result = bridge_train(&args);
+    assert_eq!(result.status.code(), Some(1));
+    let err = stderr(&result);
+    assert!(err.contains("cannot import ogbench and mujoco"), "{err}");
+    assert!(err.contains("No module named 'ogbench'"), "{err}");
+    assert!(!out.exists(), "nothing trained or written");
+}

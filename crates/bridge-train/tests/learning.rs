@@ -79,6 +79,7 @@ fn train(data: &Dataset, algo: &str, seed: u64) -> Agent {
         loader_threads: 0,
         input_crop_px: None,
         data_source: mqe::DataSource::Unknown,
+        env_eval: None,
     };
     let outcome = fit(data, None, &config, &options, &Device::Cpu).unwrap();
     for r in &outcome.records {

@@ -40,6 +40,7 @@ fn options(out: &Path, resume: Option<&Path>) -> FitOptions {
         loader_threads: 1,
         input_crop_px: None,
         data_source: mqe::DataSource::Unknown,
+        env_eval: None,
     }
 }
 
