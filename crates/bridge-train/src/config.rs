@@ -58,6 +58,8 @@ pub struct ArchConfig {
     pub actor_hidden: Vec<usize>,
     /// Output width of each IMPALA encoder (DEFAULT 512).
     pub encoder_dim: usize,
+    /// Pixels: one image encoder for phi and psi (DEFAULT false, as published).
+    pub shared_critic_encoder: bool,
 }
 
 impl Default for ArchConfig {
@@ -78,6 +80,7 @@ impl ArchConfig {
             mrn_components: model.mrn_components,
             actor_hidden: model.actor_hidden.clone(),
             encoder_dim: model.encoder_dim,
+            shared_critic_encoder: model.shared_critic_encoder,
         }
     }
 
@@ -94,6 +97,7 @@ impl ArchConfig {
             actor_hidden: self.actor_hidden.clone(),
             encoder_dim: self.encoder_dim,
             algo: self.algo,
+            shared_critic_encoder: self.shared_critic_encoder,
         }
     }
 }

@@ -170,6 +170,14 @@ pub struct LogRecord {
     pub q_abs_mean: f32,
     pub actor_mse: f32,
     pub pair_accuracy: f32,
+    /// Validation records of pixel MQE runs: the share of live units at the end of phi's image
+    /// encoder on a validation batch (0: the encoder has died; see
+    /// `mqe::Agent::critic_encoder_liveness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi_encoder_live: Option<f32>,
+    /// The same for psi's encoder (phi's, when the two share one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psi_encoder_live: Option<f32>,
 }
 
 impl LogRecord {
@@ -188,13 +196,19 @@ impl LogRecord {
             q_abs_mean: m.q_abs_mean,
             actor_mse: m.actor_mse,
             pair_accuracy: m.pair_accuracy,
+            phi_encoder_live: None,
+            psi_encoder_live: None,
         }
     }
 
     /// One human-readable line of the health metrics.
     pub fn summary(&self) -> String {
+        let live = match (self.phi_encoder_live, self.psi_encoder_live) {
+            (Some(phi), Some(psi)) => format!(" live phi {phi:.2} psi {psi:.2}"),
+            _ => String::new(),
+        };
         format!(
-            "backup {:.4} inv {:.4} dist {:.3} |q| {:.3} mse {:.4} acc {:.3}",
+            "backup {:.4} inv {:.4} dist {:.3} |q| {:.3} mse {:.4} acc {:.3}{live}",
             self.loss_backup,
             self.loss_inv,
             self.dist_matching,
@@ -286,7 +300,10 @@ pub fn fit(
             .as_mut()
             .filter(|_| every(done, train_cfg.eval_interval_steps) || last)
         {
-            let record = LogRecord::new(done, Split::Val, None, &v.evaluate(&agent)?);
+            let mut record = LogRecord::new(done, Split::Val, None, &v.evaluate(&agent)?);
+            if let Some((phi, psi)) = v.encoder_liveness(&agent)? {
+                (record.phi_encoder_live, record.psi_encoder_live) = (Some(phi), Some(psi));
+            }
             bar.println(format!("step {done} val: {}", record.summary()));
             log.write(record)?;
         }
@@ -451,6 +468,14 @@ impl Validator {
             batches.push(converter.convert(&buffers)?);
         }
         Ok(Self { batches })
+    }
+
+    /// Live units of the critic's image encoders on the first validation batch's observations.
+    fn encoder_liveness(&self, agent: &Agent) -> Result<Option<(f32, f32)>, FitError> {
+        match self.batches.first() {
+            Some(batch) => Ok(agent.critic_encoder_liveness(&batch.obs)?),
+            None => Ok(None),
+        }
     }
 
     fn evaluate(&mut self, agent: &Agent) -> Result<Metrics, FitError> {

@@ -59,9 +59,17 @@ pub struct Metrics {
 /// Critic networks: encoders and ensembles of phi and psi.
 pub(crate) struct Critic {
     pub phi_encoder: Encoder,
-    pub psi_encoder: Encoder,
+    /// None: psi uses phi's encoder (`shared_critic_encoder`).
+    pub own_psi_encoder: Option<Encoder>,
     pub phi: EnsembleMlp,
     pub psi: EnsembleMlp,
+}
+
+impl Critic {
+    /// psi's image encoder: its own, or the one it shares with phi.
+    pub fn psi_encoder(&self) -> &Encoder {
+        self.own_psi_encoder.as_ref().unwrap_or(&self.phi_encoder)
+    }
 }
 
 /// Model, optimiser and action normalisation.
@@ -270,6 +278,24 @@ impl Agent {
         self.ensemble_distance(&z_obs, &z_goal)
     }
 
+    /// For pixel MQE models, the share of live units at the end of phi's and psi's image
+    /// encoders on `obs` (see [`Encoder::live_fraction`]); psi's equals phi's when they share
+    /// one encoder. None for states and GCBC. A health check: an encoder at 0 has died.
+    pub fn critic_encoder_liveness(&self, obs: &Tensor) -> Result<Option<(f32, f32)>> {
+        self.check_obs("obs", obs, None)?;
+        let Some(critic) = &self.critic else {
+            return Ok(None);
+        };
+        let Some(phi) = critic.phi_encoder.live_fraction(obs)? else {
+            return Ok(None);
+        };
+        let psi = match &critic.own_psi_encoder {
+            Some(encoder) => encoder.live_fraction(obs)?.unwrap_or(phi),
+            None => phi,
+        };
+        Ok(Some((phi, psi)))
+    }
+
     /// psi(enc_psi(x)) for every ensemble member, `[E, B, latent]`; errors for GCBC.
     fn psi_latents(&self, x: &Tensor) -> Result<Tensor> {
         let critic = self
@@ -281,7 +307,7 @@ impl Agent {
             })?;
         critic
             .psi
-            .forward(&critic.psi_encoder.forward(x, true)?, true)
+            .forward(&critic.psi_encoder().forward(x, true)?, true)
     }
 
     fn ensemble_distance(&self, z_from: &Tensor, z_to: &Tensor) -> Result<Tensor> {
@@ -303,23 +329,30 @@ impl Agent {
         };
         let b = batch.obs.dim(0)?;
         let comps = self.model.mrn_components;
-        // phi(s, a) with gradient; its encoder features are reused (detached) by the actor term.
-        let phi_features = critic.phi_encoder.forward(&batch.obs, false)?;
+        // Encoder features of s (for phi) and of s and g (for psi), with gradient. phi's are
+        // reused (detached) by the actor term; a shared encoder encodes s once for both.
+        let s_and_g = Tensor::cat(&[&batch.obs, &batch.goal], 0)?;
+        let (phi_features, psi_sg_features) = match &critic.own_psi_encoder {
+            Some(psi_encoder) => (
+                critic.phi_encoder.forward(&batch.obs, false)?,
+                psi_encoder.forward(&s_and_g, false)?,
+            ),
+            None => {
+                let features = critic.phi_encoder.forward(&s_and_g, false)?;
+                (features.narrow(0, 0, b)?, features)
+            }
+        };
         let action = batch.action.to_dtype(DType::F32)?;
+        // phi(s, a) with gradient.
         let phi_sa = critic
             .phi
             .forward(&Tensor::cat(&[&phi_features, &action], D::Minus1)?, false)?;
         // psi of s and g with gradient, one pass.
-        let psi_sg = critic.psi.forward(
-            &critic
-                .psi_encoder
-                .forward(&Tensor::cat(&[&batch.obs, &batch.goal], 0)?, false)?,
-            false,
-        )?;
+        let psi_sg = critic.psi.forward(&psi_sg_features, false)?;
         let (psi_s, psi_g) = (psi_sg.narrow(1, 0, b)?, psi_sg.narrow(1, b, b)?);
         // psi of the waypoint (distW has no gradient) and of the actor goal (frozen critic).
         let psi_wa = critic.psi.forward(
-            &critic.psi_encoder.forward(
+            &critic.psi_encoder().forward(
                 &Tensor::cat(&[&batch.waypoint, &batch.actor_goal], 0)?,
                 true,
             )?,
@@ -432,7 +465,10 @@ impl Agent {
 
 fn build_critic(pb: &mut ParamBuilder, model: &ModelConfig) -> Result<Critic> {
     let phi_encoder = Encoder::new(&mut pb.pp("phi").pp("encoder"), model, 1)?;
-    let psi_encoder = Encoder::new(&mut pb.pp("psi").pp("encoder"), model, 1)?;
+    let own_psi_encoder = match model.shared_critic_encoder {
+        true => None,
+        false => Some(Encoder::new(&mut pb.pp("psi").pp("encoder"), model, 1)?),
+    };
     let feature_dim = match model.obs {
         ObsKind::State { dim } => dim,
         ObsKind::Pixels { .. } => model.encoder_dim,
@@ -453,7 +489,7 @@ fn build_critic(pb: &mut ParamBuilder, model: &ModelConfig) -> Result<Critic> {
     )?;
     Ok(Critic {
         phi_encoder,
-        psi_encoder,
+        own_psi_encoder,
         phi,
         psi,
     })

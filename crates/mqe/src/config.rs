@@ -81,6 +81,12 @@ pub struct ModelConfig {
     /// Method (DEFAULT mqe).
     #[serde(default)]
     pub algo: Algo,
+    /// Pixels: phi and psi share one image encoder instead of one each (DEFAULT false, the
+    /// published method). A shared encoder keeps phi's view of the image alive: on the virtual
+    /// tabletop, phi's own encoder died (every unit after its last ReLU zero on every image),
+    /// leaving phi(s, a) blind to s. See docs/mqe.md, section 3.
+    #[serde(default)]
+    pub shared_critic_encoder: bool,
 }
 
 fn default_latent_dim() -> usize {
@@ -119,6 +125,7 @@ impl ModelConfig {
             actor_hidden: default_hidden(),
             encoder_dim: default_latent_dim(),
             algo: Algo::default(),
+            shared_critic_encoder: false,
         }
     }
 

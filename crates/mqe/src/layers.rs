@@ -228,6 +228,13 @@ impl ImpalaEncoder {
 
     /// `x f32 [B, C, H, W]` in [0, 1] -> `[B, out]`.
     pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
+        self.dense
+            .forward_gelu(&self.flat_features(x, frozen)?, frozen)
+    }
+
+    /// The stacks' output after the final ReLU, flattened: `[B, H' * W' * C']`, what the
+    /// output Dense reads.
+    pub fn flat_features(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for stack in &self.stacks {
             h = stack.conv.forward(&h, frozen)?;
@@ -238,8 +245,7 @@ impl ImpalaEncoder {
                 h = (h + r)?;
             }
         }
-        let h = h.relu()?.flatten_from(1)?;
-        self.dense.forward_gelu(&h, frozen)
+        Ok(h.relu()?.flatten_from(1)?)
     }
 }
 
@@ -272,6 +278,18 @@ impl Encoder {
                 )?))
             }
         }
+    }
+
+    /// For pixels, the share of the units after the final ReLU that are positive for at least
+    /// one image of `obs` (u8 `[B, H, W, C]`): 0 means the encoder has died (its output is the
+    /// same for every image and no gradient reaches its convolutions). None for states.
+    pub fn live_fraction(&self, obs: &Tensor) -> Result<Option<f32>> {
+        let Encoder::Impala(enc) = self else {
+            return Ok(None);
+        };
+        let features = enc.flat_features(&images_to_nchw(obs)?, true)?;
+        let alive = features.max(0)?.gt(0f32)?.to_dtype(DType::F32)?;
+        Ok(Some(alive.mean_all()?.to_scalar::<f32>()?))
     }
 
     /// Observation batch -> features `[B, F]`.
