@@ -92,18 +92,26 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Collect(args) => collect::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Tasks(args) => eval::tasks(args),
         Command::Coverage(args) => coverage::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // Each cause once, in words (anyhow's own report repeats causes and prints Debug).
+            eprintln!("bridge-sim: error: {}", mqe::error_text(&*error));
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

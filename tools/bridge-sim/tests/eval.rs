@@ -114,3 +114,29 @@ fn tasks_then_eval_scores_every_episode_through_the_runtime() {
     let reach = lines.iter().find(|l| l["tier"] == "reach").unwrap();
     assert!(reach["arm_error_m"].as_f64().unwrap() > 0.03, "{reach}");
 }
+
+#[test]
+fn a_missing_checkpoint_is_reported_once_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-checkpoint");
+    let output = bridge_sim()
+        .args(["eval", "--episodes", "1", "--checkpoint"])
+        .arg(&missing)
+        .arg("--tasks")
+        .arg(dir.path().join("tasks.toml"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("bridge-sim: error: "), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "each cause once: {stderr}"
+    );
+    assert!(!stderr.contains("Caused by"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
