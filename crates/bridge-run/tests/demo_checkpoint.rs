@@ -55,7 +55,10 @@ fn the_shipped_checkpoint_reaches_its_default_task_and_the_sim_says_so() {
     );
     let reached = out.contains("bridge-run: goal reached (the simulator's judgement of task");
     let missed = out.contains("bridge-run: goal NOT reached (the simulator's judgement of task");
-    assert!(reached && !missed, "the default task must be reached: {out}");
+    assert!(
+        reached && !missed,
+        "the default task must be reached: {out}"
+    );
     assert!(out.contains("cm from its goal"), "{out}");
     assert_eq!(output.status.code(), Some(0), "{out}");
     let trajectories = find_trajectories(&recordings).unwrap();
