@@ -173,6 +173,19 @@ impl RunConfig {
         Self { model, train }
     }
 
+    /// The documented defaults for `algo` on data with `traits`. GCBC draws every actor goal from
+    /// the future of the own trajectory, stitch data included, as OGBench's GCBC does: random
+    /// actor goals serve a value-based actor, while for behaviour cloning the data's action
+    /// toward a random goal is noise.
+    pub fn defaults_for_algo(traits: DataTraits, algo: Algo) -> Self {
+        let mut config = Self::defaults_for(traits);
+        config.model.algo = algo;
+        if algo == Algo::Gcbc {
+            config.train.actor_random_goal_share = 0.0;
+        }
+        config
+    }
+
     /// The configuration as pretty TOML (what `bridge-train config` prints).
     pub fn to_toml(&self) -> Result<String, ConfigError> {
         toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
@@ -252,6 +265,19 @@ pub fn resolve(
         reason: e.to_string(),
     })?;
     Ok(config)
+}
+
+/// [`resolve`] for a new run: the defaults follow the data and the algorithm that the file or
+/// the overrides choose ([`RunConfig::defaults_for_algo`]); explicit keys still win.
+pub fn resolve_fresh(
+    traits: DataTraits,
+    file: Option<&Path>,
+    overrides: &[Override],
+) -> Result<RunConfig, ConfigError> {
+    let algo = resolve(RunConfig::defaults_for(traits), file, overrides)?
+        .model
+        .algo;
+    resolve(RunConfig::defaults_for_algo(traits, algo), file, overrides)
 }
 
 fn to_table(config: &RunConfig) -> Result<toml::Table, ConfigError> {
@@ -348,6 +374,26 @@ mod tests {
         assert_eq!(pixels.model.encoder, EncoderKind::ImpalaSmall);
         let path = Path::new("/d/pointmaze-medium-stitch-v0.npz");
         assert!(DataTraits::of(path, false).stitch);
+    }
+
+    #[test]
+    fn gcbc_on_stitch_data_takes_actor_goals_from_the_own_trajectory() {
+        let stitch = DataTraits {
+            pixels: false,
+            stitch: true,
+            bridge_size_px: None,
+        };
+        let mqe = resolve_fresh(stitch, None, &[]).unwrap();
+        assert_eq!(mqe.train.actor_random_goal_share, 0.5);
+        let gcbc = resolve_fresh(stitch, None, &[set("algo=gcbc")]).unwrap();
+        assert_eq!(gcbc.model.algo, Algo::Gcbc);
+        assert_eq!(gcbc.train.actor_random_goal_share, 0.0);
+        let explicit = [set("algo=gcbc"), set("actor_random_goal_share=0.3")];
+        let gcbc = resolve_fresh(stitch, None, &explicit).unwrap();
+        assert_eq!(
+            gcbc.train.actor_random_goal_share, 0.3,
+            "an explicit key wins"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use bridge_data::cache::{Cache, CacheSettings};
 use bridge_data::{Dataset, Obs};
 use bridge_train::bench::{self, BenchOptions};
 use bridge_train::bench_data::{self, DataBenchOptions};
-use bridge_train::config::{DataTraits, Override, RunConfig, resolve};
+use bridge_train::config::{DataTraits, Override, RunConfig, resolve, resolve_fresh};
 use bridge_train::data::action_norm_from_bounds;
 use bridge_train::device_check::{self, CheckOptions};
 use bridge_train::env_eval::{EnvEvaluator, env_for_dataset};
@@ -365,6 +365,12 @@ impl ConfigArgs {
         resolve(base, self.config.as_deref(), &self.overrides())
             .context("resolving the training configuration")
     }
+
+    /// A new run's configuration: defaults for `traits` and the chosen algorithm.
+    fn resolve_fresh(&self, traits: DataTraits) -> Result<RunConfig> {
+        resolve_fresh(traits, self.config.as_deref(), &self.overrides())
+            .context("resolving the training configuration")
+    }
 }
 
 /// Opens the device and logs the one line that says which it is.
@@ -478,7 +484,7 @@ fn print_config(data: Option<&Path>, args: &ConfigArgs) -> Result<()> {
         }
         None => DataTraits::default(),
     };
-    let config = args.resolve(RunConfig::defaults_for(traits))?;
+    let config = args.resolve_fresh(traits)?;
     print!("{}", config.to_toml()?);
     Ok(())
 }
@@ -622,12 +628,13 @@ fn load_data(args: &FitArgs) -> Result<LoadedData> {
 fn run_fit(args: &FitArgs) -> Result<()> {
     let path = &args.data;
     let data = load_data(args)?;
-    let base = match &args.resume {
-        Some(dir) => resume_base(dir)
-            .with_context(|| format!("reading checkpoint {} to resume", dir.display()))?,
-        None => RunConfig::defaults_for(data.traits),
+    let config = match &args.resume {
+        Some(dir) => args.config.resolve(
+            resume_base(dir)
+                .with_context(|| format!("reading checkpoint {} to resume", dir.display()))?,
+        )?,
+        None => args.config.resolve_fresh(data.traits)?,
     };
-    let config = args.config.resolve(base)?;
     let env_eval = args.env_eval.schedule(path)?;
     let summary = data.train.summary();
     tracing::info!(

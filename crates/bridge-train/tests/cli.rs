@@ -303,13 +303,7 @@ done
 {evaluate}
 "#
     );
-    std::fs::write(&script, text).unwrap();
-    let status = std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_executable(&script, &text);
     script
 }
 
@@ -419,16 +413,10 @@ fn eval_every_refuses_a_python_without_ogbench_before_training() {
     let data = dir.path().join("pointmaze-tiny-stitch-v0.npz");
     write_state_npz(&data, 6, 10);
     let python = dir.path().join("python-without-ogbench");
-    std::fs::write(
+    write_executable(
         &python,
         "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'ogbench'\" >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&python)
-        .status()
-        .unwrap();
+    );
     let out = dir.path().join("run");
     let mut args = tiny_fit(&data, &out);
     args.extend(eval_args(&python, &data));
@@ -438,4 +426,11 @@ fn eval_every_refuses_a_python_without_ogbench_before_training() {
     assert!(err.contains("cannot import ogbench and mujoco"), "{err}");
     assert!(err.contains("No module named 'ogbench'"), "{err}");
     assert!(!out.exists(), "nothing trained or written");
+}
+
+/// Writes a script and makes it executable (mode 0755), as a stand-in interpreter.
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
